@@ -36,12 +36,7 @@ def repair_dataset(root: Path, info: dict) -> list[str]:
             tmp.unlink()
             actions.append(f"removed temp file {tmp}")
 
-    for sub in ("data", "videos"):
-        for path in sorted((root / sub).rglob("episode_*")):
-            m = _EPISODE_FILE.search(path.name)
-            if m and int(m.group(1)) >= committed:
-                path.unlink()
-                actions.append(f"removed uncommitted {path}")
+    actions += [f"removed uncommitted {p}" for p in remove_uncommitted_episode_files(root, committed)]
 
     # JSONL files are replaced atomically, so they are whole; they may only be ahead of info.json.
     for rel, keep in (
@@ -59,3 +54,15 @@ def repair_dataset(root: Path, info: dict) -> list[str]:
     for line in actions:
         logger.warning("repair %s: %s", root, line)
     return actions
+
+
+def remove_uncommitted_episode_files(root: Path, committed: int) -> list[Path]:
+    """Delete episode files numbered at or past `committed` (moved in by a commit that never finished)."""
+    removed = []
+    for sub in ("data", "videos"):
+        for path in sorted((root / sub).rglob("episode_*")):
+            m = _EPISODE_FILE.search(path.name)
+            if m and int(m.group(1)) >= committed:
+                path.unlink()
+                removed.append(path)
+    return removed

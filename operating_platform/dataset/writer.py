@@ -25,7 +25,7 @@ import numpy as np
 from . import format as fmt
 from .format import DatasetFormatError
 from .parquet import episode_table, episode_timestamps, write_table_durably
-from .recovery import repair_dataset
+from .recovery import remove_uncommitted_episode_files, repair_dataset
 from .spool import (
     COMMIT_MARKER,
     EpisodeBuffer,
@@ -215,7 +215,8 @@ class LeRobotDataset:
             shutil.rmtree(self._staging(self.episode_buffer), ignore_errors=True)
             self.episode_buffer = None
 
-    def _take_episode_buffer(self) -> EpisodeBuffer:
+    def end_episode(self) -> EpisodeBuffer:
+        """Seal the current episode and take ownership of it (for AsyncEpisodeSaver.submit_episode)."""
         buffer = self.episode_buffer
         if buffer is None or buffer.num_frames == 0:
             raise ValueError("save_episode: the episode has no frames (call add_frame first)")
@@ -234,7 +235,7 @@ class LeRobotDataset:
         if episode_data is not None:
             return self.commit_saved_episode(episode_data)
         index = self.next_episode_index
-        buffer = self._take_episode_buffer()
+        buffer = self.end_episode()
         if self.async_saver is not None and self.async_saver.submit_episode(buffer, index):
             return index
         self.commit_saved_episode(buffer)
@@ -269,7 +270,7 @@ class LeRobotDataset:
         if episode_buffer is not None and episode_buffer is not self.episode_buffer:
             raise ValueError("save_episode_async: episode_buffer must be this dataset's current episode buffer")
         index = self.next_episode_index
-        return self.async_saver.submit_episode(self._take_episode_buffer(), index)
+        return self.async_saver.submit_episode(self.end_episode(), index)
 
     def get_async_save_status(self) -> dict:
         if self.async_saver is None:
@@ -348,6 +349,7 @@ class LeRobotDataset:
         chunks_size = self.info["chunks_size"]
         staging = self._staging(buffer)
         staging.mkdir(parents=True, exist_ok=True)
+        remove_uncommitted_episode_files(self.root, ep)  # residue of an earlier failed attempt
         fmt.write_json_atomic(buffer.path / COMMIT_MARKER, {"episode_index": ep})
 
         staged: dict[str, Path] = {}
@@ -388,12 +390,11 @@ class LeRobotDataset:
 
     def _staged_video(self, buffer: EpisodeBuffer, key: str, staging: Path, deadline) -> Path:
         path = staging / f"{key}.mp4"
-        live = buffer.live_encoders.get(key)
+        live = buffer.live_encoders.pop(key, None)  # usable once: a retry re-encodes from the spool
         if live is not None:
-            if live.finish():
+            if live.finish() and path.exists():
                 return path
-            logger.warning("live encode of %s failed (%s); re-encoding from the spool", key, live.error)
-            buffer.live_encoders.pop(key)
+            logger.warning("live encode of %s unusable (%s); re-encoding from the spool", key, live.error)
         n = encode_video((buffer.frame(key, i) for i in range(buffer.num_frames)), path, self.fps, self.encoding, deadline)
         if n != buffer.num_frames:
             raise VideoEncodeError(f"{path}: encoded {n} frames, expected {buffer.num_frames}")
@@ -434,6 +435,10 @@ class LeRobotDataset:
     def _recover_spooled_episodes(self, recover_partial: bool) -> None:
         partial = []
         for path in spooled_episode_dirs(self.root / fmt.SPOOL_DIR):
+            marker = path / COMMIT_MARKER
+            if marker.exists() and fmt.read_json(marker)["episode_index"] < self.num_episodes:
+                shutil.rmtree(path)  # killed after info.json named it, before the spool was cleaned up
+                continue
             buffer = load_spooled_episode(path)
             if not buffer.ended and not recover_partial:
                 partial.append(buffer)

@@ -1,0 +1,100 @@
+"""Child process for the SIGKILL crash test: records, then kills itself with SIGKILL at a named point.
+
+The kill points wrap the writer's own I/O steps in this process only; the production code is
+unchanged. Usage: python tests/crash_child.py ROOT KILL_POINT sync|async
+(KILL_POINT `random`: record episodes until the parent kills the process.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dataset_factory import create, make_frame, record_episode  # noqa: E402
+
+import operating_platform.dataset.format as fmt  # noqa: E402
+import operating_platform.dataset.video as video  # noqa: E402
+import operating_platform.dataset.writer as writer  # noqa: E402
+
+
+def die() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm(point: str) -> None:
+    """Install the kill for `point`; only I/O of episode 1 (after arming) triggers it."""
+    if point == "mid_encode":
+        original = video.VideoFileWriter.write
+        calls = [0]
+
+        def write(self, rgb):
+            calls[0] += 1
+            if calls[0] == 10:
+                die()
+            original(self, rgb)
+
+        video.VideoFileWriter.write = write
+    elif point in ("mid_parquet", "after_parquet_staged"):
+        original_parquet = writer.write_table_durably
+
+        def write_table(table, path):
+            if point == "after_parquet_staged":
+                original_parquet(table, path)
+            else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                sink = pa.BufferOutputStream()
+                pq.write_table(table, sink)
+                data = sink.getvalue().to_pybytes()
+                path.write_bytes(data[: len(data) // 2])
+            die()
+
+        writer.write_table_durably = write_table
+    elif point == "after_files_moved":
+        fmt.write_jsonl_atomic = lambda *a, **k: die()
+    elif point in ("mid_metadata", "mid_info_write", "after_info_write"):
+        original_bytes = fmt.write_bytes_atomic
+
+        def write_bytes(path, data, durable=True):
+            if path.name != "info.json":
+                return original_bytes(path, data, durable)
+            if point == "mid_info_write":
+                (path.parent / (path.name + fmt.TEMP_SUFFIX)).write_bytes(data[: len(data) // 3])
+            elif point == "after_info_write":
+                original_bytes(path, data, durable)
+            die()
+
+        fmt.write_bytes_atomic = write_bytes
+    elif point not in ("mid_recording", "random"):
+        raise SystemExit(f"unknown kill point {point!r}")
+
+
+def main() -> None:
+    root, point, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    ds = create(root, use_async_saver=(mode == "async"), live_encoding=(point != "mid_encode"))
+    record_episode(ds, 0, 20)
+    ds.save_episode()
+    ds.wait_for_save_completion()
+    print("EPISODE0_COMMITTED", flush=True)
+    arm(point)
+    if point == "random":  # record until the parent kills us at a random moment
+        for ep in range(1, 10_000):
+            record_episode(ds, ep, 20)
+            print(f"HANDED_OVER {ds.save_episode()}", flush=True)
+    for i in range(20):
+        if point == "mid_recording" and i == 15:
+            die()
+        ds.add_frame(make_frame(1, i), task="pick the cube")
+    ds.save_episode()
+    ds.wait_for_save_completion()
+    print("NOT_KILLED", flush=True)
+
+
+if __name__ == "__main__":
+    main()
