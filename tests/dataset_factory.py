@@ -49,3 +49,8 @@ def write_dataset(root: Path, lengths=(20, 25), **kwargs) -> Path:
         ds.save_episode()
     ds.close()
     return root
+
+
+def expected_states_for(episode: int, length: int) -> np.ndarray:
+    """The observation.state column `record_episode(ds, episode, length)` writes."""
+    return np.stack([make_frame(episode, i)["observation.state"] for i in range(length)])

@@ -37,6 +37,10 @@ COMMIT_MARKER = "commit.json"
 TASK_ID_DTYPE = np.dtype("<i4")
 
 
+class SpoolWriteError(OSError):
+    """A frame could not be appended (disk full, I/O error); earlier frames are untouched."""
+
+
 class SpoolClosedError(RuntimeError):
     """The episode buffer was handed over (saved or discarded); the caller may not touch it."""
 
@@ -113,12 +117,19 @@ class EpisodeBuffer:
         if task not in self.tasks:
             self.tasks.append(task)
             write_json_atomic(self.path / TASKS_FILE, self.tasks, durable=False)
-        for key, img in images.items():
-            _append(self.path / f"{key}.rgb", img)
         record = np.concatenate(vectors).astype("<f4").tobytes() + np.array(
             [self.tasks.index(task)], TASK_ID_DTYPE
         ).tobytes()
-        _append(self.path / VECTORS_FILE, record)
+        try:
+            for key, img in images.items():
+                _append(self.path / f"{key}.rgb", img)
+            _append(self.path / VECTORS_FILE, record)  # last: the frame exists once this is whole
+        except OSError as e:
+            self._truncate_to(self.num_frames)
+            raise SpoolWriteError(
+                f"cannot record frame {self.num_frames} into {self.path}: {e.strerror or e} — "
+                f"the {self.num_frames} frames before it are intact; free space and save the episode"
+            ) from e
         with self.frame_added:
             self.num_frames += 1
             self.frame_added.notify_all()
@@ -150,6 +161,12 @@ class EpisodeBuffer:
         if unknown:
             raise ValueError(f"add_frame: unknown features {sorted(unknown)}")
         return vectors, images
+
+    def _truncate_to(self, frames: int) -> None:
+        """Drop a torn frame so later appends stay aligned on frame boundaries."""
+        os.truncate(self.path / VECTORS_FILE, frames * self.layout.record_bytes)
+        for key in self.layout.camera_shapes:
+            os.truncate(self.path / f"{key}.rgb", frames * self.layout.frame_bytes(key))
 
     def end(self) -> None:
         """Seal the episode: from now on it belongs to whoever commits it."""

@@ -21,6 +21,11 @@ from .format import DEFAULT_CRF, DEFAULT_GOP, DEFAULT_PIX_FMT, DEFAULT_VIDEO_COD
 from .spool import EpisodeBuffer  # noqa: E402
 
 
+# SVT-AV1's own default (8) encodes two 640x480 streams at ~1x real time on 2 cores;
+# preset 10 reaches ~2.5x for a few percent more bytes at the same CRF.
+DEFAULT_PRESETS = {"libsvtav1": "10"}
+
+
 class VideoEncodeError(RuntimeError):
     """Encoding an episode's video failed (codec missing, disk full, ...)."""
 
@@ -33,7 +38,7 @@ class VideoEncoding:
     pix_fmt: str = DEFAULT_PIX_FMT
     g: int | None = DEFAULT_GOP
     crf: int | None = DEFAULT_CRF
-    preset: str | None = None  # codec's own default unless set (libsvtav1: 0-13, libx264: ultrafast..)
+    preset: str | None = None  # None: DEFAULT_PRESETS, else the codec's own (libsvtav1: 0-13, libx264: ultrafast..)
 
     def options(self) -> dict[str, str]:
         opts = {}
@@ -41,8 +46,9 @@ class VideoEncoding:
             opts["g"] = str(self.g)
         if self.crf is not None and self.vcodec in ("libsvtav1", "libx264", "libx265", "libaom-av1", "libvpx-vp9"):
             opts["crf"] = str(self.crf)
-        if self.preset is not None:
-            opts["preset"] = str(self.preset)
+        preset = self.preset if self.preset is not None else DEFAULT_PRESETS.get(self.vcodec)
+        if preset is not None:
+            opts["preset"] = str(preset)
         return opts
 
     def check_available(self) -> None:

@@ -1,0 +1,43 @@
+"""A simulated teleoperation session on a simulated clock: frames as the recorder would build them.
+
+Leader drives follower, cameras film the scene; time advances by exactly 1/fps per frame,
+so the same arguments always give the same frames, however fast the machine is. For
+scripts, benchmarks and tests that need realistic episodes without the dataflow.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from operating_platform.dataset.format import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY
+
+from .base import SO101_JOINT_NAMES
+from .cameras.sim import SimCamera
+from .sim_arm import SimFollowerArm, SimLeaderArm
+
+JOINT_NAMES = list(SO101_JOINT_NAMES)
+
+
+class SimTeleopSession:
+    def __init__(self, cameras: tuple[str, ...] = ("top", "wrist"), image_hw: tuple[int, int] = (480, 640), fps: int = 30):
+        self.fps = fps
+        self.now = 0.0
+        h, w = image_hw
+        self.cameras = {IMAGE_KEY_PREFIX + cam: SimCamera(cam, width=w, height=h, fps=fps, clock=self.clock) for cam in cameras}
+        self.follower = SimFollowerArm(clock=self.clock)
+
+    def clock(self) -> float:
+        return self.now
+
+    def episode(self, episode_index: int, num_frames: int) -> Iterator[dict[str, np.ndarray]]:
+        """Frames of one episode; each operator (episode) moves differently."""
+        leader = SimLeaderArm(f"operator-{episode_index}", clock=self.clock)
+        for _ in range(num_frames):
+            goal = leader.read_joints()
+            self.follower.write_goal(goal)
+            frame = {STATE_KEY: self.follower.read_joints(), ACTION_KEY: goal}
+            frame.update({key: cam.read() for key, cam in self.cameras.items()})
+            yield frame
+            self.now += 1.0 / self.fps
