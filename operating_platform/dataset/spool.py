@@ -83,7 +83,7 @@ class EpisodeBuffer:
     """The episode being recorded. Owned by the recorder until handed over, then by the saver.
 
     `add_frame` validates and appends one frame; it never holds frames in memory.
-    Live encoders (see video.LiveEncoder) wait on `frame_added` to follow the spool.
+    Live encodes (see video.LiveEncode) wait on `frame_added` to follow the spool.
     """
 
     path: Path
@@ -93,7 +93,7 @@ class EpisodeBuffer:
     tasks: list[str] = field(default_factory=list)
     ended: bool = False
     discarded: bool = False
-    live_encoders: dict = field(default_factory=dict, repr=False)  # video key -> video.LiveEncoder
+    live_encoders: dict = field(default_factory=dict, repr=False)  # video key -> video.LiveEncode
     frame_added: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     @classmethod

@@ -7,6 +7,7 @@ i/fps grid that LeRobot's reader checks.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +121,8 @@ def encode_video(frames: Iterable[np.ndarray], path: Path, fps: int, encoding: V
         raise VideoEncodeError(f"{path}: encoding failed: {e}") from e
 
 
-class LiveEncoder:
-    """Encodes one camera of the episode being recorded, following its spool.
+class LiveEncode:
+    """The encode of one camera of the episode being recorded, following its spool.
 
     Why: with it, the end of an episode leaves only the last few frames to encode,
     so the episode is on disk seconds after it ends instead of a full encode later.
@@ -132,10 +133,9 @@ class LiveEncoder:
         self.buffer, self.video_key, self.path, self.encoding = buffer, video_key, path, encoding
         self.frames_encoded = 0
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"LiveEncoder-{video_key}", daemon=True)
-        self._thread.start()
+        self._done = threading.Event()
 
-    def _run(self) -> None:
+    def run(self) -> None:
         h, w, _ = self.buffer.layout.camera_shapes[self.video_key]
         writer = None
         try:
@@ -145,17 +145,45 @@ class LiveEncoder:
                 self.frames_encoded += 1
             if self.buffer.discarded:
                 writer.abort()
-                return
-            writer.close()
+            else:
+                writer.close()
         except BaseException as e:  # noqa: BLE001 - reported through `error`, never lost
             self.error = e
             if writer is not None:
                 writer.abort()
+        finally:
+            self._done.set()
 
     def finish(self, timeout: float | None = None) -> bool:
         """Wait for the encode of an ended episode; True if the file holds every frame."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive() and self.error is None and self.frames_encoded == self.buffer.num_frames
+        return self._done.wait(timeout) and self.error is None and self.frames_encoded == self.buffer.num_frames
+
+
+class LiveEncoderThread:
+    """One long-lived thread per camera runs that camera's live encodes, one episode after another.
+
+    Long-lived on purpose: a fresh thread per episode makes glibc hand each encoder a new
+    malloc arena, and the process's memory then grows with every episode.
+    """
+
+    def __init__(self, video_key: str, encoding: VideoEncoding):
+        self.video_key, self.encoding = video_key, encoding
+        self._jobs: queue.SimpleQueue[LiveEncode | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"LiveEncoder-{video_key}", daemon=True)
+        self._thread.start()
+
+    def follow(self, buffer: EpisodeBuffer, path: Path) -> LiveEncode:
+        job = LiveEncode(buffer, self.video_key, path, self.encoding)
+        self._jobs.put(job)
+        return job
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job.run()
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
 
 
 def probe_video_info(path: Path) -> dict:

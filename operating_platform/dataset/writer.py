@@ -34,7 +34,7 @@ from .spool import (
     spooled_episode_dirs,
 )
 from .stats import image_stats, vector_stats
-from .video import LiveEncoder, VideoEncodeError, VideoEncoding, encode_video, probe_video_info
+from .video import LiveEncoderThread, VideoEncodeError, VideoEncoding, encode_video, probe_video_info
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class LeRobotDataset:
         self._awaiting_batch: list[EpisodeBuffer] = []
         self._next_index = info["total_episodes"]  # advanced per hand-over, back per abandoned save
         self.episode_buffer: EpisodeBuffer | None = None
+        self._live_encoder_threads: dict[str, LiveEncoderThread] = {}
         if video_keys := fmt.video_keys(self.features):
             encoding.check_available()
         self._layout = SpoolLayout(
@@ -203,7 +204,10 @@ class LeRobotDataset:
         buffer = EpisodeBuffer.create(self.root / fmt.SPOOL_DIR / spool_id, self._layout, self.fps)
         if self.live_encoding:
             for key in self._layout.camera_shapes:
-                buffer.live_encoders[key] = LiveEncoder(buffer, key, self._staging(buffer) / f"{key}.mp4", self.encoding)
+                if key not in self._live_encoder_threads:
+                    self._live_encoder_threads[key] = LiveEncoderThread(key, self.encoding)
+                path = self._staging(buffer) / f"{key}.mp4"
+                buffer.live_encoders[key] = self._live_encoder_threads[key].follow(buffer, path)
         return buffer
 
     def clear_episode_buffer(self) -> None:
@@ -301,9 +305,13 @@ class LeRobotDataset:
                     "recover with: python scripts/recover_episodes.py %s --include-partial",
                     self.episode_buffer.num_frames, self.episode_buffer.path, self.root,
                 )
-                for enc in self.episode_buffer.live_encoders.values():
-                    enc.buffer.discarded = True  # stops the thread; the spool files stay
+                with self.episode_buffer.frame_added:
+                    self.episode_buffer.discarded = True  # ends its live encodes; the spool files stay
+                    self.episode_buffer.frame_added.notify_all()
                 self.episode_buffer = None
+        for thread in self._live_encoder_threads.values():
+            thread.stop()
+        self._live_encoder_threads.clear()
         for work_dir in (fmt.STAGING_DIR, fmt.SPOOL_DIR):
             try:
                 (self.root / work_dir).rmdir()  # only when empty: what is left there is recoverable

@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Episode saving, sync vs async, in one run: what the operator waits for and what it costs.
+
+Two 640x480 cameras at 30 fps, realistic simulated content, frames fed at real-time pace
+(as a recorder does), 10 episodes of 20 s by default. The baseline is synchronous saving
+that encodes at save time, as LeRobot's recorder does.
+
+    python benchmarks/bench_save.py [--episodes 10] [--seconds 20] [--vcodec libsvtav1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from operating_platform.dataset import LeRobotDataset, build_features
+from operating_platform.hardware.sim_teleop import JOINT_NAMES, SimTeleopSession
+
+FPS = 30
+
+
+class PeakRss:
+    """Samples this process's RSS every 50 ms; `take()` returns the peak since the last take."""
+
+    def __init__(self):
+        self._proc = psutil.Process()
+        self._peak = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            rss = self._proc.memory_info().rss
+            with self._lock:
+                self._peak = max(self._peak, rss)
+
+    def take(self) -> int:
+        with self._lock:
+            peak, self._peak = self._peak, self._proc.memory_info().rss
+        return peak
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def run_mode(mode: str, root: Path, args) -> dict:
+    kwargs = dict(use_async_saver=False, live_encoding=False) if mode == "sync" else dict(use_async_saver=True)
+    features = build_features(JOINT_NAMES, {"top": (480, 640), "wrist": (480, 640)})
+    ds = LeRobotDataset.create(f"bench/{mode}", root=root, fps=FPS, features=features, robot_type="so101",
+                               vcodec=args.vcodec, **kwargs)
+    session = SimTeleopSession()
+    frames = int(args.seconds * FPS)
+    save_ms, commit_s, rss = [], [], []
+    rss_probe = PeakRss()
+    for ep in range(args.episodes):
+        start = time.perf_counter()
+        for i, frame in enumerate(session.episode(ep, frames)):
+            ds.add_frame(frame, task="pick up the cube")
+            delay = start + (i + 1) / FPS - time.perf_counter()  # the camera's pace
+            if delay > 0 and not args.no_pacing:
+                time.sleep(delay)
+        t0 = time.perf_counter()
+        ds.save_episode()
+        save_ms.append((time.perf_counter() - t0) * 1000)
+        if mode == "sync":
+            commit_s.append(save_ms[-1] / 1000)
+        rss.append(rss_probe.take())
+        print(f"  [{mode}] episode {ep}: save_episode() {save_ms[-1]:8.1f} ms, peak RSS {rss[-1] / 2**20:7.0f} MiB",
+              flush=True)
+    drain_start = time.perf_counter()
+    ds.wait_for_save_completion()
+    drain_s = time.perf_counter() - drain_start
+    if mode == "async":
+        commit_s = [r["completed_at"] - r["submitted_at"] for r in ds.get_async_save_results()]
+    rss.append(rss_probe.take())
+    rss_probe.stop()
+    ds.close()
+    assert ds.num_episodes == args.episodes, f"{mode}: {ds.num_episodes} of {args.episodes} episodes committed"
+    return {"save_ms": save_ms, "commit_s": commit_s, "rss": rss, "drain_s": drain_s, "frames": frames}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=20.0, help="episode length (default: %(default)s)")
+    parser.add_argument("--vcodec", default="libsvtav1")
+    parser.add_argument("--no-pacing", action="store_true", help="feed frames as fast as possible")
+    parser.add_argument("--keep", action="store_true", help="keep the datasets (printed path)")
+    args = parser.parse_args()
+    if args.episodes < 2:
+        parser.error("--episodes must be >= 2 (RSS growth is measured from episode 2)")
+    workdir = Path(tempfile.mkdtemp(prefix="bench_save_"))
+    print(f"bench_save: {args.episodes} episodes x {args.seconds:g} s, 2 cameras 640x480 @ {FPS} fps, "
+          f"{args.vcodec}, {psutil.cpu_count()} cores\n")
+    try:
+        results = {mode: run_mode(mode, workdir / mode, args) for mode in ("sync", "async")}
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"datasets kept in {workdir}")
+
+    sync, asyn = results["sync"], results["async"]
+    episode_s = sync["frames"] / FPS
+    encode_fps = [2 * sync["frames"] / s for s in sync["commit_s"]]
+    print("\n== save_episode() return time (what the operator waits for)")
+    for name, r in (("sync (baseline)", sync), ("async", asyn)):
+        print(f"  {name:16s} p50 {percentile(r['save_ms'], 50):9.1f} ms   p99 {percentile(r['save_ms'], 99):9.1f} ms")
+    print(f"  ratio sync/async p50 {percentile(sync['save_ms'], 50) / percentile(asyn['save_ms'], 50):9.0f}x"
+          f"   p99 {percentile(sync['save_ms'], 99) / percentile(asyn['save_ms'], 99):9.0f}x   (target: async p99 <= 10 ms)")
+    print("\n== save_episode() -> episode committed on disk")
+    print(f"  sync  p50 {statistics.median(sync['commit_s']):6.2f} s   max {max(sync['commit_s']):6.2f} s")
+    print(f"  async p50 {statistics.median(asyn['commit_s']):6.2f} s   max {max(asyn['commit_s']):6.2f} s"
+          f"   (live encoding during recording; final drain {asyn['drain_s']:.2f} s)")
+    print("\n== background encode throughput (whole episode encoded after it ends, 2 cameras)")
+    print(f"  {statistics.median(encode_fps):7.1f} frames/s = {statistics.median(encode_fps) / (2 * FPS):4.2f}x real time"
+          f"   (target >= 2x; an episode of {episode_s:g} s takes {statistics.median(sync['commit_s']):.2f} s)")
+    print("\n== peak RSS per episode (MiB)")
+    for name, r in (("sync", sync), ("async", asyn)):
+        mib = [v / 2**20 for v in r["rss"][: args.episodes]]
+        growth = (mib[-1] - mib[1]) / mib[1] * 100
+        print(f"  {name:5s} " + " ".join(f"{v:5.0f}" for v in mib) + f"   growth ep2->ep{args.episodes}: {growth:+.1f}%"
+              "   (target < 10%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
