@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from operating_platform.dataset import LeRobotDataset, build_features
 
@@ -54,3 +55,9 @@ def write_dataset(root: Path, lengths=(20, 25), **kwargs) -> Path:
 def expected_states_for(episode: int, length: int) -> np.ndarray:
     """The observation.state column `record_episode(ds, episode, length)` writes."""
     return np.stack([make_frame(episode, i)["observation.state"] for i in range(length)])
+
+
+def committed_states(root: Path, episode: int) -> np.ndarray:
+    """The observation.state column of a committed episode, read back from its parquet."""
+    table = pq.read_table(root / f"data/chunk-000/episode_{episode:06d}.parquet")
+    return np.array(table.column("observation.state").to_pylist(), dtype=np.float32)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dataset_factory import create, make_frame, record_episode  # noqa: E402
+from dataset_factory import committed_states, create, expected_states_for, make_frame, record_episode  # noqa: E402
 
 from operating_platform.dataset import LeRobotDataset  # noqa: E402
 from operating_platform.dataset.spool import SpoolClosedError  # noqa: E402
@@ -45,15 +45,6 @@ def gated(root: Path, **kwargs) -> GatedDataset:
     return ds
 
 
-def committed_states(root: Path, episode: int) -> np.ndarray:
-    table = pq.read_table(root / f"data/chunk-000/episode_{episode:06d}.parquet")
-    return np.array(table.column("observation.state").to_pylist(), dtype=np.float32)
-
-
-def expected_states(episode: int, length: int) -> np.ndarray:
-    return np.stack([make_frame(episode, i)["observation.state"] for i in range(length)])
-
-
 class AsyncEpisodeSaverTest(unittest.TestCase):
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="async_saver_"))
@@ -75,7 +66,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         self.assertEqual(ds.save_episode(), 0)
         self.assertTrue(ds.wait_for_save_completion(timeout=60))
         ds.close()
-        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states(0, 12))
+        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states_for(0, 12))
         self.assertEqual(len(decode_video_frames(self.root / "videos/chunk-000/observation.images.top/episode_000000.mp4")), 12)
         info = json.loads((self.root / "meta/info.json").read_text())
         self.assertEqual((info["total_episodes"], info["total_frames"], info["total_videos"]), (1, 12, 2))
@@ -102,7 +93,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         ds.gate.set()
         self.assertTrue(saver.wait_for_completion(timeout=60))
         for ep in range(5):
-            np.testing.assert_array_equal(committed_states(self.root, ep), expected_states(ep, 6 + ep))
+            np.testing.assert_array_equal(committed_states(self.root, ep), expected_states_for(ep, 6 + ep))
         self.assertEqual([r.episode_index for r in saver.get_results()], [0, 1, 2, 3, 4])
 
     def test_deep_copy_isolation(self):
@@ -124,7 +115,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         record_episode(ds, 1, 4)  # next episode goes to a fresh buffer
         ds.gate.set()
         self.assertTrue(saver.wait_for_completion(timeout=60))
-        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states(0, 8))
+        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states_for(0, 8))
         video = decode_video_frames(self.root / "videos/chunk-000/observation.images.top/episode_000000.mp4")
         self.assertGreater(min(float(v.mean()) for v in video), 20.0)  # not the zeroed arrays
 
@@ -155,7 +146,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         status = saver.get_status()
         self.assertEqual((status["total_completed"], status["total_failed"]), (3, 0))
         for ep in range(3):
-            np.testing.assert_array_equal(committed_states(self.root, ep), expected_states(ep, 3))
+            np.testing.assert_array_equal(committed_states(self.root, ep), expected_states_for(ep, 3))
 
     def test_wait_all_complete(self):
         ds = gated(self.root)
@@ -239,7 +230,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         self.assertTrue(result.success)
         self.assertGreaterEqual(result.attempts, 2)
         self.assertGreaterEqual(saver.get_status()["total_retries"], 1)
-        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states(0, 5))
+        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states_for(0, 5))
 
     def test_failure_reported_after_max_retries_keeps_frames(self):
         ds = create(self.root)
@@ -265,7 +256,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         blocker.unlink()
         reopened = LeRobotDataset.open(self.root, use_async_saver=False, vcodec="libx264")
         self.assertEqual(reopened.num_episodes, 1, "the spooled episode is committed on reopen")
-        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states(0, 5))
+        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states_for(0, 5))
 
     def test_save_timeout(self):
         ds = create(self.root, live_encoding=False)
@@ -349,7 +340,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         record_episode(ds, 1, 5)
         self.assertEqual(ds.save_episode(), 0)
         ds.close()
-        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states(1, 5))
+        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states_for(1, 5))
         leftovers = [p for p in self.root.rglob("*") if ".spool" in p.parts or ".staging" in p.parts]
         self.assertEqual(leftovers, [])
 
@@ -387,7 +378,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
             ds.add_frame({k: v for k, v in make_frame(0, 3).items() if k != "observation.state"}, task="x")
         ds.save_episode()
         ds.close()
-        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states(0, 3))
+        np.testing.assert_array_equal(committed_states(self.root, 0), expected_states_for(0, 3))
 
 
 if __name__ == "__main__":

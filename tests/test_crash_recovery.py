@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
-from dataset_factory import make_frame, record_episode
+from dataset_factory import committed_states, expected_states_for, record_episode
 
 from operating_platform.dataset import LeRobotDataset
 
@@ -38,15 +37,6 @@ def validate(root: Path) -> subprocess.CompletedProcess:
     )
 
 
-def states(root: Path, episode: int) -> np.ndarray:
-    table = pq.read_table(root / f"data/chunk-000/episode_{episode:06d}.parquet")
-    return np.array(table.column("observation.state").to_pylist(), dtype=np.float32)
-
-
-def expected(episode: int, n: int) -> np.ndarray:
-    return np.stack([make_frame(episode, i)["observation.state"] for i in range(n)])
-
-
 def reopen_validate_resume(root: Path, expect_episodes: int) -> None:
     ds = LeRobotDataset.open(root, use_async_saver=False, vcodec="libx264")
     assert ds.num_episodes == expect_episodes
@@ -58,7 +48,7 @@ def reopen_validate_resume(root: Path, expect_episodes: int) -> None:
     assert ds.save_episode() == expect_episodes, "recording resumes at the next episode index"
     ds.close()
     assert validate(root).returncode == 0
-    np.testing.assert_array_equal(states(root, expect_episodes), expected(7, 9))
+    np.testing.assert_array_equal(committed_states(root, expect_episodes), expected_states_for(7, 9))
 
 
 @pytest.mark.slow
@@ -83,13 +73,13 @@ def test_sigkill_at_each_point(tmp_path, point, mode):
         recovered = LeRobotDataset.open(root, use_async_saver=False, vcodec="libx264", recover_partial=True)
         assert recovered.num_episodes == 3
         recovered.close()
-        np.testing.assert_array_equal(states(root, 2), expected(1, 15))
+        np.testing.assert_array_equal(committed_states(root, 2), expected_states_for(1, 15))
         return
     # Episode 1 was saved (handed over) before the kill: it must be there after reopening.
     assert ds.num_episodes == 2
     ds.close()
-    np.testing.assert_array_equal(states(root, 0), expected(0, 20))
-    np.testing.assert_array_equal(states(root, 1), expected(1, 20))
+    np.testing.assert_array_equal(committed_states(root, 0), expected_states_for(0, 20))
+    np.testing.assert_array_equal(committed_states(root, 1), expected_states_for(1, 20))
     reopen_validate_resume(root, 2)
 
 
@@ -112,5 +102,5 @@ def test_sigkill_at_random_moment_loses_no_saved_episode(tmp_path, seed):
     assert ds.num_episodes >= 1 + len(handed_over), "every episode handed to save_episode() survives"
     ds.close()
     for ep in range(1 + len(handed_over)):
-        np.testing.assert_array_equal(states(root, ep), expected(ep, 20))
+        np.testing.assert_array_equal(committed_states(root, ep), expected_states_for(ep, 20))
     assert validate(root).returncode == 0
