@@ -99,13 +99,14 @@ class LeRobotDataset:
         use_async_saver: bool = True,
         batch_encoding_size: int = 1,
         vcodec: str = fmt.DEFAULT_VIDEO_CODEC,
-        pix_fmt: str = fmt.DEFAULT_PIX_FMT,
-        g: int | None = fmt.DEFAULT_GOP,
-        crf: int | None = fmt.DEFAULT_CRF,
-        preset: str | None = None,
         chunks_size: int = fmt.DEFAULT_CHUNK_SIZE,
         **options: Any,
     ) -> "LeRobotDataset":
+        """A new, empty dataset at `root` (default data/<repo_id>).
+
+        `options`: pix_fmt, g, crf, preset (video), async_save_queue_size,
+        async_save_max_retries, async_save_timeout, live_encoding.
+        """
         root = Path(root) if root is not None else Path("data") / repo_id
         if features is None:
             raise ValueError("create: features is required (see build_features)")
@@ -119,9 +120,8 @@ class LeRobotDataset:
         info = fmt.new_info(fps, features, robot_type, chunks_size)
         root.mkdir(parents=True, exist_ok=True)
         fmt.write_json_atomic(root / fmt.INFO_PATH, info)
-        encoding = VideoEncoding(vcodec=vcodec, pix_fmt=pix_fmt, g=g, crf=crf, preset=preset)
-        return cls(root, info, repo_id=repo_id, encoding=encoding, use_async_saver=use_async_saver,
-                   batch_encoding_size=batch_encoding_size, **options)
+        return cls(root, info, repo_id=repo_id, encoding=_pop_encoding(options, vcodec),
+                   use_async_saver=use_async_saver, batch_encoding_size=batch_encoding_size, **options)
 
     @classmethod
     def open(
@@ -134,10 +134,6 @@ class LeRobotDataset:
         use_async_saver: bool = True,
         batch_encoding_size: int = 1,
         vcodec: str = fmt.DEFAULT_VIDEO_CODEC,
-        pix_fmt: str = fmt.DEFAULT_PIX_FMT,
-        g: int | None = fmt.DEFAULT_GOP,
-        crf: int | None = fmt.DEFAULT_CRF,
-        preset: str | None = None,
         recover_partial: bool = False,
         **options: Any,
     ) -> "LeRobotDataset":
@@ -145,13 +141,13 @@ class LeRobotDataset:
 
         fps/features/robot_type, when given, must match the dataset: appending
         episodes of another shape would make it unreadable, so it is refused.
+        `recover_partial` also commits episodes a crash interrupted while recording.
         """
         root = Path(root)
         info = fmt.load_info(root)
         _check_resume_matches(root, info, fps, features, robot_type)
         repair_dataset(root, info)
-        encoding = VideoEncoding(vcodec=vcodec, pix_fmt=pix_fmt, g=g, crf=crf, preset=preset)
-        ds = cls(root, info, repo_id=repo_id, encoding=encoding, use_async_saver=False,
+        ds = cls(root, info, repo_id=repo_id, encoding=_pop_encoding(options, vcodec), use_async_saver=False,
                  batch_encoding_size=1, **options)
         ds._recover_spooled_episodes(recover_partial)
         ds.batch_encoding_size = batch_encoding_size
@@ -467,6 +463,11 @@ class LeRobotDataset:
                 len(partial), listing, self.root,
             )
         self.partial_episodes = [b.path for b in partial]
+
+
+def _pop_encoding(options: dict, vcodec: str) -> VideoEncoding:
+    fields = {k: options.pop(k) for k in ("pix_fmt", "g", "crf", "preset") if k in options}
+    return VideoEncoding(vcodec=vcodec, **fields)
 
 
 def _global_task_indices(episode_tasks: list[str], known: dict[str, int]) -> list[int]:
