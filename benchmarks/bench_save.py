@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from operating_platform.dataset import LeRobotDataset, build_features
-from operating_platform.hardware.sim_teleop import JOINT_NAMES, SimTeleopSession
+from operating_platform.dataset import LeRobotDataset
+from operating_platform.hardware.sim_teleop import SimTeleopSession
 
 FPS = 30
 
@@ -59,10 +59,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_mode(mode: str, root: Path, args) -> dict:
     kwargs = dict(use_async_saver=False, live_encoding=False) if mode == "sync" else dict(use_async_saver=True)
-    features = build_features(JOINT_NAMES, {"top": (480, 640), "wrist": (480, 640)})
-    ds = LeRobotDataset.create(f"bench/{mode}", root=root, fps=FPS, features=features, robot_type="so101",
-                               vcodec=args.vcodec, **kwargs)
     session = SimTeleopSession()
+    ds = LeRobotDataset.create(f"bench/{mode}", root=root, fps=FPS, features=session.features(), robot_type="so101",
+                               vcodec=args.vcodec, **kwargs)
     frames = int(args.seconds * FPS)
     save_ms, commit_s, rss = [], [], []
     rss_probe = PeakRss()

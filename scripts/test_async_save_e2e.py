@@ -18,8 +18,8 @@ import time
 import traceback
 from pathlib import Path
 
-from operating_platform.dataset import LeRobotDataset, build_features
-from operating_platform.hardware.sim_teleop import JOINT_NAMES, SimTeleopSession
+from operating_platform.dataset import LeRobotDataset
+from operating_platform.hardware.sim_teleop import SimTeleopSession
 
 REPO = Path(__file__).resolve().parent.parent
 TASK = "pick up the cube"
@@ -32,10 +32,9 @@ class Checks:
         self.workdir = workdir
         self.frames = frames
         self.session = SimTeleopSession()
-        self.features = build_features(JOINT_NAMES, {"top": (480, 640), "wrist": (480, 640)})
 
     def dataset(self, name: str, **kwargs) -> LeRobotDataset:
-        return LeRobotDataset.create(f"e2e/{name}", root=self.workdir / name, fps=30, features=self.features,
+        return LeRobotDataset.create(f"e2e/{name}", root=self.workdir / name, fps=30, features=self.session.features(),
                                      robot_type="so101", **kwargs)
 
     def record(self, ds: LeRobotDataset, episode: int, frames: int | None = None) -> None:

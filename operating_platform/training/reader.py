@@ -1,0 +1,197 @@
+"""Random access to the frames of a LeRobot v2.1 dataset, as training samples.
+
+Sample i is frame i of the dataset (episodes in order) with what a policy needs:
+the state (1, D), the chunk of the next H actions of the same episode with a
+padding mask where the chunk runs past the episode's end (the last action is
+repeated there, as LeRobot's delta_timestamps do), each camera's frame decoded at
+the frame's timestamp, and the task text. The tabular data (a few floats per frame)
+is loaded once; videos are decoded on demand. Any valid v2.1 dataset works, not
+only ours; problems are reported with the file and field at fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from operating_platform.dataset.format import (
+    ACTION_KEY,
+    DEFAULT_CHUNK_SIZE,
+    EPISODES_PATH,
+    STATE_KEY,
+    TASKS_PATH,
+    DatasetFormatError,
+    load_info,
+    read_jsonl,
+    vector_keys,
+    video_keys,
+)
+
+from .video_frames import VideoFrameReader
+
+IMAGE_DTYPES = ("uint8", "float32")
+ACTION_PAD_KEY = ACTION_KEY + "_is_pad"
+_BOOKKEEPING = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+
+
+def _column_array(table: pa.Table, key: str, shape: list[int], path: Path) -> np.ndarray:
+    if key not in table.column_names:
+        raise DatasetFormatError(f"{path}: column {key!r} is missing")
+    column = table.column(key).combine_chunks()
+    width = int(np.prod(shape))
+    if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) or pa.types.is_large_list(column.type):
+        flat = column.flatten().to_numpy(zero_copy_only=False)
+    else:
+        flat = column.to_numpy(zero_copy_only=False)
+    if flat.size != len(table) * width:
+        raise DatasetFormatError(f"{path}: column {key!r} has {flat.size} values for {len(table)} rows of shape {shape}")
+    return flat.reshape((len(table), *shape)) if shape != [1] else flat
+
+
+class LeRobotReader:
+    """Training samples from the LeRobot v2.1 dataset at `root`."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        action_horizon: int = 16,
+        image_dtype: str = "uint8",
+        camera_keys: list[str] | None = None,
+        tolerance_s: float = 1e-4,
+        max_open_videos: int = 16,
+    ):
+        if action_horizon < 1:
+            raise ValueError(f"LeRobotReader: action_horizon must be >= 1, got {action_horizon}")
+        if image_dtype not in IMAGE_DTYPES:
+            raise ValueError(f"LeRobotReader: image_dtype must be one of {IMAGE_DTYPES}, got {image_dtype!r}")
+        self.root = Path(root)
+        self.action_horizon = action_horizon
+        self.image_dtype = image_dtype
+        self.info = load_info(self.root)
+        self.features: dict[str, dict] = self.info["features"]
+        self.fps = int(self.info["fps"])
+        self.chunks_size = int(self.info.get("chunks_size", DEFAULT_CHUNK_SIZE))
+        for key in (STATE_KEY, ACTION_KEY):
+            if key not in self.features:
+                raise DatasetFormatError(f"{self.root / 'meta/info.json'}: feature {key!r} is missing")
+        all_cameras = video_keys(self.features)
+        unknown = sorted(set(camera_keys or []) - set(all_cameras))
+        if unknown:
+            raise ValueError(f"LeRobotReader: cameras {unknown} are not in {self.root} (it has {all_cameras})")
+        self.camera_keys = list(all_cameras if camera_keys is None else camera_keys)
+        self.vector_keys = vector_keys(self.features)
+        self._frames = VideoFrameReader(tolerance_s, max_open_videos)
+        self._load_metadata()
+        self._load_tables()
+
+    # ------------------------------------------------------------------ loading
+    def _load_metadata(self) -> None:
+        episodes_path = self.root / EPISODES_PATH
+        self.episodes = sorted(read_jsonl(episodes_path), key=lambda e: e["episode_index"])
+        if not self.episodes:
+            raise DatasetFormatError(f"{episodes_path}: no episodes (is the dataset empty?)")
+        self.tasks = {int(t["task_index"]): t["task"] for t in read_jsonl(self.root / TASKS_PATH)}
+
+    def _load_tables(self) -> None:
+        columns: dict[str, list[np.ndarray]] = {k: [] for k in (*self.vector_keys, *_BOOKKEEPING)}
+        lengths = []
+        for ep in self.episodes:
+            ep_index = int(ep["episode_index"])
+            path = self.root / self.info["data_path"].format(
+                episode_chunk=ep_index // self.chunks_size, episode_index=ep_index
+            )
+            if not path.exists():
+                raise DatasetFormatError(f"{path}: parquet of episode {ep_index} is missing")
+            table = pq.read_table(path)
+            if len(table) != int(ep["length"]):
+                raise DatasetFormatError(
+                    f"{path}: {len(table)} rows but {EPISODES_PATH} says episode {ep_index} has length {ep['length']}"
+                )
+            for key in columns:
+                ft = self.features.get(key, {"shape": [1]})
+                columns[key].append(_column_array(table, key, list(ft["shape"]), path))
+            lengths.append(len(table))
+        data = {k: np.concatenate(v) for k, v in columns.items()}
+        self._vectors = {k: data[k].astype(np.float32, copy=False) for k in self.vector_keys}
+        self._timestamps = data["timestamp"].astype(np.float64)
+        self._frame_index = data["frame_index"].astype(np.int64)
+        self._episode_index = data["episode_index"].astype(np.int64)
+        self._index = data["index"].astype(np.int64)
+        self._task_index = data["task_index"].astype(np.int64)
+        self._ep_ends = np.cumsum(lengths)
+        self._ep_starts = self._ep_ends - np.asarray(lengths)
+        self._row_episode = np.repeat(np.arange(len(lengths)), lengths)  # row -> position in self.episodes
+        unknown_tasks = sorted(set(np.unique(self._task_index).tolist()) - set(self.tasks))
+        if unknown_tasks:
+            raise DatasetFormatError(f"{self.root / TASKS_PATH}: task_index {unknown_tasks} used in data but not listed")
+
+    # ------------------------------------------------------------------ source protocol
+    def __len__(self) -> int:
+        return int(self._ep_ends[-1])
+
+    def fingerprint(self) -> str:
+        """Identity of the data (not of its location): features, fps, episodes and tasks."""
+        desc = {
+            "fps": self.fps,
+            "features": {k: [ft["dtype"], ft["shape"]] for k, ft in self.features.items()},
+            "episodes": [[e["episode_index"], e["length"], e.get("tasks")] for e in self.episodes],
+            "tasks": sorted(self.tasks.items()),
+            "cameras": self.camera_keys,
+            "horizon": self.action_horizon,
+        }
+        return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:32]
+
+    def __repr__(self) -> str:
+        return f"LeRobotReader({str(self.root)!r}, frames={len(self)}, episodes={len(self.episodes)})"
+
+    def video_path(self, camera_key: str, row: int) -> Path:
+        ep_index = int(self._episode_index[row])
+        return self.root / self.info["video_path"].format(
+            episode_chunk=ep_index // self.chunks_size, video_key=camera_key, episode_index=ep_index
+        )
+
+    def __getitem__(self, row: int) -> dict[str, Any]:
+        row = int(row)
+        if not 0 <= row < len(self):
+            raise IndexError(f"{self!r}: index {row} out of range [0, {len(self)})")
+        ep_pos = int(self._row_episode[row])
+        end = int(self._ep_ends[ep_pos])
+        steps = row + np.arange(self.action_horizon)
+        is_pad = steps >= end
+        chunk_rows = np.minimum(steps, end - 1)
+        sample: dict[str, Any] = {}
+        for key in self.vector_keys:
+            values = self._vectors[key]
+            if key == ACTION_KEY:
+                sample[key] = values[chunk_rows]
+            elif key == STATE_KEY:
+                sample[key] = values[row][None]  # one observation step, as delta_timestamps [0] gives
+            else:
+                sample[key] = values[row]
+        sample[ACTION_PAD_KEY] = is_pad
+        timestamp = float(self._timestamps[row])
+        for cam in self.camera_keys:
+            frame = self._frames.frame_at(self.video_path(cam, row), timestamp)
+            sample[cam] = frame if self.image_dtype == "uint8" else frame.astype(np.float32) / np.float32(255.0)
+        sample["timestamp"] = np.float32(timestamp)
+        sample["frame_index"] = self._frame_index[row]
+        sample["episode_index"] = self._episode_index[row]
+        sample["index"] = self._index[row]
+        sample["task_index"] = self._task_index[row]
+        sample["task"] = self.tasks[int(self._task_index[row])]
+        return sample
+
+    # ------------------------------------------------------------------ for models
+    def vector_stats(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of a vector feature over the whole dataset, std floored to avoid division by 0."""
+        values = self._vectors[key].reshape(len(self), -1).astype(np.float64)
+        return values.mean(0).astype(np.float32), np.maximum(values.std(0), 1e-6).astype(np.float32)
+
+    def close(self) -> None:
+        self._frames.close()

@@ -1,0 +1,83 @@
+"""The training scripts run as documented, and fail loudly."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STEP_LINE = re.compile(
+    r"^Step +\d+: loss=\d+\.\d{4}, grad_norm=\d+\.\d{4}, param_norm=\d+\.\d{4}, token_acc=\d\.\d{4}, max_per_sample_loss=\d+\.\d{4}$", re.M
+)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_mock_training_script(tmp_path):
+    out = run("scripts/test_training_mock.py", "--num_train_steps", "21", "--log_interval", "10",
+              "--hard_example_log_interval", "20", "--max_hard_examples_buffer", "8", "--checkpoint_dir", str(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(STEP_LINE.findall(out.stdout)) == 3
+    assert re.search(r"^  Hard examples: 8 entries, threshold=\d+\.\d{4}, total_samples=336$", out.stdout, re.M)
+    assert re.search(r"^    #1: loss=\d+\.\d{4}, step=\d+, lang_action=move \w+ \d+cm and move \w+ \d+cm \(len=\d+\)\.\.\.$", out.stdout, re.M)
+    assert "Training complete!" in out.stdout
+    assert (tmp_path / "hard_examples" / "hard_examples_step_00000020.png").exists()
+    again = run("scripts/test_training_mock.py", "--num_train_steps", "5", "--no_hard_examples", "--checkpoint_dir", str(tmp_path))
+    assert again.returncode == 0 and "Starting fresh" in again.stdout and "Hard examples" not in again.stdout
+
+
+def test_hard_examples_integration_script():
+    out = run("scripts/test_hard_examples_integration.py", "--steps", "30", "--batch_size", "8", "--buffer_size", "20")
+    assert out.returncode == 0, out.stdout + out.stderr
+    for check in ("Buffer size constraint satisfied", "Buffer correctly sorted by loss", "Keys match buffer entries",
+                  "All buffer entries have valid images"):
+        assert f"✓ {check}" in out.stdout
+    assert "Total samples seen: 240" in out.stdout and "✅ TEST PASSED" in out.stdout
+    tiny = run("scripts/test_hard_examples_integration.py", "--steps", "2", "--batch_size", "3", "--buffer_size", "50")
+    assert tiny.returncode == 0 and "Final buffer size: 6" in tiny.stdout
+    bad = run("scripts/test_hard_examples_integration.py", "--steps", "0")
+    assert bad.returncode == 2 and "--steps must be positive" in bad.stderr
+
+
+def test_checkpoint_script_on_synthetic_config():
+    out = run("scripts/tests/test_dataloader_checkpoint_simple.py", "--config-name=synthetic")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Batch 1: obs.state shape=(32, 1, 7), actions shape=(32, 16, 7)" in out.stdout
+    assert "ALL TESTS PASSED! ✓" in out.stdout
+
+
+def test_checkpoint_script_unknown_config_fails():
+    out = run("scripts/tests/test_dataloader_checkpoint_simple.py", "--config-name=no_such_config")
+    assert out.returncode == 1 and "config 'no_such_config' not found" in out.stdout and "ALL TESTS PASSED" not in out.stdout
+
+
+@pytest.fixture
+def recorded_config(tmp_path):
+    path = tmp_path / "recorded.yaml"
+    path.write_text(yaml.safe_dump({
+        "dataset": {"kind": "lerobot", "root": str(tmp_path / "ds"), "action_horizon": 5,
+                    "build_if_missing": {"num_episodes": 2, "frames_per_episode": 20, "image_hw": [48, 64]}},
+        "loader": {"batch_size": 4, "seed": 3},
+    }))
+    return path
+
+
+def test_checkpoint_script_builds_a_missing_dataset(recorded_config):
+    out = run("scripts/tests/test_dataloader_checkpoint_simple.py", f"--config-name={recorded_config}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "recording it from the simulated arm and cameras" in out.stdout
+    assert "obs.state shape=(4, 1, 6), actions shape=(4, 5, 6)" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["synthetic", "recorded"])
+def test_comprehensive_checkpoint_script(config, recorded_config):
+    name = str(recorded_config) if config == "recorded" else config
+    out = run("scripts/tests/test_dataloader_checkpoint.py", f"--config-name={name}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("✓") >= 15 and "ALL TESTS PASSED! ✓" in out.stdout
