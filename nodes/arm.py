@@ -1,0 +1,32 @@
+"""dora node `arm_leader` / `arm_follower`: publishes `joint` every tick; a follower obeys `action`.
+
+Settings: ARM_DRIVER (sim|so101), ARM_ROLE (leader|follower), ARM_PORT, ARM_CALIBRATION.
+"""
+
+import os
+
+from dora import Node
+
+from operating_platform.dataflow.arm import ArmPublisher, arm_from_env
+from operating_platform.dataflow.runtime import emitter, run_events
+
+
+def main() -> None:
+    driver = arm_from_env()
+    node = Node()
+    arm = ArmPublisher(driver, emitter(node), role=os.environ.get("ARM_ROLE", "leader"))
+
+    def on_input(input_id, value, metadata):
+        if input_id == "tick":
+            arm.on_tick()
+        elif input_id == "action":
+            arm.on_action(value, metadata)
+
+    try:
+        run_events(node, on_input, until_closed="recorder_done")  # until the recorder exits
+    finally:
+        arm.close()
+
+
+if __name__ == "__main__":
+    main()

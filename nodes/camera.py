@@ -1,0 +1,24 @@
+"""dora node `camera_*`: publishes `image` every tick. Settings: see dataflow.yml (CAMERA_*)."""
+
+import os
+
+from dora import Node
+
+from operating_platform.dataflow.camera import CameraPublisher, camera_from_env
+from operating_platform.dataflow.runtime import emitter, run_events
+
+
+def main() -> None:
+    source = camera_from_env()
+    node = Node()
+    camera = CameraPublisher(source, emitter(node), name=os.environ.get("CAMERA_NAME", "camera"))
+    try:
+        # Runs until the recorder exits (its `done` output, our `recorder_done` input, closes).
+        run_events(node, lambda input_id, value, metadata: camera.on_tick() if input_id == "tick" else None,
+                   until_closed="recorder_done")
+    finally:
+        camera.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The operator console's flags (draccus): --robot.*, --record.*, --dora.*.
+
+Names follow DoRobot/LeRobot (`--robot.robot_type`, alias `--robot.type`,
+`--record.use_async_save`, ...). `parse_config` turns every bad flag or impossible
+combination into a `ConfigError` with one line naming the flag; main.py prints it
+and exits 2.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import draccus
+
+from operating_platform.dataflow.keyboard import KeyScriptError, parse_key_script
+
+ROBOT_TYPES = ("sim", "so101")
+FLAG_ALIASES = {"--robot.type": "--robot.robot_type"}
+CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class ConfigError(ValueError):
+    """One clear line about a flag or a combination of flags."""
+
+
+@dataclass
+class RobotConfig:
+    robot_type: str = "sim"
+    """sim (simulated arms) | so101 (real SO-101 leader + follower on Feetech buses). Alias: --robot.type"""
+    calibration_dir: str = "calibration"
+    """Folder with so101_leader.json and so101_follower.json (so101 only)."""
+    leader_port: str = ""
+    """Serial port of the leader arm, e.g. /dev/ttyACM0 (so101 only)."""
+    follower_port: str = ""
+    """Serial port of the follower arm, e.g. /dev/ttyACM1 (so101 only)."""
+    cameras: str = "top=sim,wrist=sim"
+    """Comma-separated name=source; source is `sim`, a device index (0), a device path (/dev/video2) or a video file."""
+    camera_width: int = 640
+    """Width every camera is opened (and recorded) at."""
+    camera_height: int = 480
+    """Height every camera is opened (and recorded) at."""
+
+
+@dataclass
+class RecordConfig:
+    repo_id: str = "sim_demo"
+    """Dataset name."""
+    root: str = ""
+    """Dataset directory (default: data/<repo_id>)."""
+    single_task: str = "pick the cube and place it in the box"
+    """Task description stored with every episode."""
+    fps: int = 30
+    """Frames recorded per second (cameras are read at this rate too)."""
+    num_episodes: int = 3
+    """Episodes to record before stopping on its own (e ends earlier)."""
+    episode_time_s: float = 4.0
+    """Length of an episode (n ends it earlier)."""
+    reset_time_s: float = 1.0
+    """Pause between episodes to reset the scene (key p skips it)."""
+    video: bool = True
+    """Cameras are stored as videos (the only storage the writer offers)."""
+    vcodec: str = "libsvtav1"
+    """Video codec: libsvtav1 (LeRobot's default), libx264, h264, ..."""
+    resume: bool = False
+    """Append to the dataset at root instead of refusing because it exists."""
+    use_async_save: bool = True
+    """false: recording pauses after each episode until it is committed (same dataset format)."""
+    async_save_queue_size: int = 10
+    """Episodes waiting to be committed before saving falls back to synchronous."""
+    async_save_max_retries: int = 3
+    """Attempts to commit an episode again after a failure."""
+    async_save_timeout_s: float = 300.0
+    """Longest time one episode's commit may take."""
+    batch_encoding_size: int = 1
+    """Encode videos every N episodes (1: encode live while recording)."""
+    keys: str = ""
+    """Scripted keys instead of the terminal, e.g. "n@4,r@2,e@3" (key@seconds after the previous key)."""
+
+    @property
+    def dataset_root(self) -> Path:
+        return Path(self.root) if self.root else Path("data") / self.repo_id
+
+
+@dataclass
+class DoraConfig:
+    coordinator: str = ""
+    """host:port of a running `dora up` coordinator; empty: start a private coordinator + daemon."""
+    daemon_port: int = 53291
+    """Local daemon port the keyboard node joins through (with --dora.coordinator only)."""
+    start_timeout_s: float = 60.0
+    """How long to wait for the dataflow to come up before giving up."""
+
+
+@dataclass
+class ConsoleConfig:
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    dora: DoraConfig = field(default_factory=DoraConfig)
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    name: str
+    source: str  # "sim" or an OpenCV device (index, path, file)
+
+    @property
+    def is_sim(self) -> bool:
+        return self.source == "sim"
+
+
+def camera_specs(robot: RobotConfig) -> list[CameraSpec]:
+    specs = []
+    for item in (p.strip() for p in robot.cameras.split(",")):
+        if not item:
+            continue
+        name, sep, source = item.partition("=")
+        if not sep or not source:
+            raise ConfigError(f"--robot.cameras: {item!r} must be name=source (source: sim, 0, /dev/video2, file.mp4)")
+        if not CAMERA_NAME.match(name):
+            raise ConfigError(f"--robot.cameras: camera name {name!r} must be a letter followed by letters, digits or _")
+        specs.append(CameraSpec(name, source))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--robot.cameras: camera names repeat: {names}")
+    return specs
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        out.append(FLAG_ALIASES.get(flag, flag) + eq + value)
+    return out
+
+
+def parse_config(argv: list[str]) -> ConsoleConfig:
+    """Flags -> a checked ConsoleConfig; raises ConfigError (one line) on anything wrong."""
+    try:
+        cfg = draccus.parse(ConsoleConfig, args=_normalise_argv(argv), exit_on_error=False)
+    except draccus.utils.DecodingError as exc:
+        path, message = exc.args if len(exc.args) == 2 else ((), str(exc))
+        raise ConfigError(f"--{'.'.join(path)}: {message}") from None
+    except draccus.utils.DraccusException as exc:
+        raise ConfigError(str(exc)) from None
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: ConsoleConfig) -> None:
+    robot, record = cfg.robot, cfg.record
+    if robot.robot_type not in ROBOT_TYPES:
+        raise ConfigError(f"--robot.robot_type={robot.robot_type!r}: expected one of {', '.join(ROBOT_TYPES)}")
+    positive = {"fps": record.fps, "num_episodes": record.num_episodes, "episode_time_s": record.episode_time_s,
+                "async_save_queue_size": record.async_save_queue_size, "async_save_timeout_s": record.async_save_timeout_s,
+                "batch_encoding_size": record.batch_encoding_size}
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"--record.{name}={value}: must be > 0")
+    for name, value in {"reset_time_s": record.reset_time_s, "async_save_max_retries": record.async_save_max_retries}.items():
+        if value < 0:
+            raise ConfigError(f"--record.{name}={value}: must be >= 0")
+    if robot.camera_width <= 0 or robot.camera_height <= 0:
+        raise ConfigError(f"--robot.camera_width/height={robot.camera_width}x{robot.camera_height}: must be > 0")
+    if not record.repo_id.strip():
+        raise ConfigError("--record.repo_id: must not be empty")
+    cameras = camera_specs(robot)
+    if not record.video and cameras:
+        raise ConfigError("--record.video=false: the dataset writer stores cameras only as video; "
+                          "remove the cameras (--robot.cameras=) or keep --record.video=true")
+    if not record.use_async_save and record.batch_encoding_size > 1:
+        raise ConfigError("--record.use_async_save=false with --record.batch_encoding_size>1: "
+                          "synchronous saving commits each episode before the next; use batch_encoding_size=1")
+    if robot.robot_type == "so101":
+        for flag in ("leader_port", "follower_port"):
+            if not getattr(robot, flag):
+                raise ConfigError(f"--robot.robot_type=so101 needs --robot.{flag} (e.g. /dev/ttyACM0)")
+        if robot.leader_port == robot.follower_port:
+            raise ConfigError(f"--robot.leader_port and --robot.follower_port are both {robot.leader_port}: each arm has its own bus")
+        for role in ("leader", "follower"):
+            path = calibration_file(robot, role)
+            if not path.is_file():
+                raise ConfigError(f"--robot.calibration_dir={robot.calibration_dir}: {path} not found (calibrate the {role} arm first)")
+    try:
+        parse_key_script(record.keys)
+    except KeyScriptError as exc:
+        raise ConfigError(f"--record.keys: {exc}") from None
+    root = record.dataset_root
+    if (root / "meta" / "info.json").exists() and not record.resume:
+        raise ConfigError(f"--record.root: {root} already holds a dataset; add --record.resume=true to append to it")
+    if root.exists() and not (root / "meta" / "info.json").exists() and any(root.iterdir()):
+        raise ConfigError(f"--record.root: {root} exists, is not empty and is not a dataset; choose another root")
+    if cfg.dora.coordinator and not re.match(r"^[^:\s]+(:\d+)?$", cfg.dora.coordinator):
+        raise ConfigError(f"--dora.coordinator={cfg.dora.coordinator!r}: expected host or host:port")
+
+
+def calibration_file(robot: RobotConfig, role: str) -> Path:
+    return Path(robot.calibration_dir) / f"so101_{role}.json"

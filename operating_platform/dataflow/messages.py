@@ -1,0 +1,270 @@
+"""The Arrow message contract of the recording dataflow (DESIGN.md "Messages"), in one module.
+
+Every node encodes what it sends and decodes what it receives here, so a field
+name or a layout cannot drift between sender and receiver. Decoders validate and
+raise `MessageError` with one clear reason; callers count the rejection and go on,
+a malformed message never crashes a node.
+
+Streams:
+  image    flat uint8 [h*w*3]; metadata encoding (rgb8|bgr8), width, height, seq, stamp_ns
+  joint    float32 [n];        metadata names, seq, stamp_ns
+  key      one-element string array
+  episode  recorder -> saver, one ordered stream: kind begin|frame|end|discard|finish,
+           seq, episode_index; a frame carries frame_index and the payload
+           state | action | image per camera, concatenated as bytes
+  status   one-element string array holding a JSON object (display/progress only)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+IMAGE_ENCODINGS = ("rgb8", "bgr8")
+EPISODE_KINDS = ("begin", "frame", "end", "discard", "finish")
+
+
+class MessageError(ValueError):
+    """A received message breaks the contract; the text says which field and how."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _require(metadata: dict | None, key: str, kind: type | tuple[type, ...], stream: str) -> Any:
+    if metadata is None or key not in metadata:
+        raise MessageError(f"{stream}: metadata `{key}` missing")
+    value = metadata[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise MessageError(f"{stream}: metadata `{key}` has type {type(value).__name__}, expected {kind}")
+    return value
+
+
+def _as_numpy(value: Any, dtype: np.dtype, stream: str) -> np.ndarray:
+    """Zero-copy view of a flat Arrow array of exactly `dtype`."""
+    if not isinstance(value, pa.Array):
+        raise MessageError(f"{stream}: payload is {type(value).__name__}, expected an Arrow array")
+    if value.type != pa.from_numpy_dtype(dtype):
+        raise MessageError(f"{stream}: payload dtype {value.type}, expected {np.dtype(dtype).name}")
+    if value.null_count:
+        raise MessageError(f"{stream}: payload has {value.null_count} null values")
+    return value.to_numpy(zero_copy_only=True)
+
+
+# --------------------------------------------------------------------------- image
+
+
+@dataclass(frozen=True)
+class ImageMsg:
+    frame: np.ndarray  # (height, width, 3) uint8, always RGB after decoding
+    seq: int
+    stamp_ns: int
+
+
+def encode_image(frame: np.ndarray, seq: int, stamp_ns: int, encoding: str = "rgb8") -> tuple[pa.Array, dict]:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise MessageError(f"image: frame must be (h, w, 3) uint8, got {frame.shape} {frame.dtype}")
+    height, width = frame.shape[:2]
+    metadata = {"encoding": encoding, "width": int(width), "height": int(height), "seq": int(seq), "stamp_ns": int(stamp_ns)}
+    return pa.array(np.ascontiguousarray(frame).reshape(-1)), metadata
+
+
+def decode_image(value: Any, metadata: dict | None) -> ImageMsg:
+    encoding = _require(metadata, "encoding", str, "image")
+    if encoding not in IMAGE_ENCODINGS:
+        raise MessageError(f"image: encoding {encoding!r} unsupported (expected one of {IMAGE_ENCODINGS})")
+    width = _require(metadata, "width", int, "image")
+    height = _require(metadata, "height", int, "image")
+    seq = _require(metadata, "seq", int, "image")
+    stamp_ns = _require(metadata, "stamp_ns", int, "image")
+    if width <= 0 or height <= 0:
+        raise MessageError(f"image: width/height must be positive, got {width}x{height}")
+    flat = _as_numpy(value, np.uint8, "image")
+    if flat.size != width * height * 3:
+        raise MessageError(f"image: {flat.size} bytes, expected width*height*3 = {width}*{height}*3 = {width * height * 3}")
+    frame = flat.reshape(height, width, 3)
+    if encoding == "bgr8":
+        frame = frame[:, :, ::-1]
+    return ImageMsg(frame=frame, seq=seq, stamp_ns=stamp_ns)
+
+
+# --------------------------------------------------------------------------- joint
+
+
+@dataclass(frozen=True)
+class JointMsg:
+    positions: np.ndarray  # float32, degrees; gripper 0-100
+    names: list[str]
+    seq: int
+    stamp_ns: int
+
+
+def encode_joint(positions: np.ndarray, names: list[str], seq: int, stamp_ns: int) -> tuple[pa.Array, dict]:
+    positions = np.asarray(positions, dtype=np.float32).reshape(-1)
+    if positions.size != len(names):
+        raise MessageError(f"joint: {positions.size} positions for {len(names)} names")
+    return pa.array(positions), {"names": list(names), "seq": int(seq), "stamp_ns": int(stamp_ns)}
+
+
+def decode_joint(value: Any, metadata: dict | None, expected_names: list[str] | None = None) -> JointMsg:
+    names = _require(metadata, "names", list, "joint")
+    seq = _require(metadata, "seq", int, "joint")
+    stamp_ns = _require(metadata, "stamp_ns", int, "joint")
+    positions = _as_numpy(value, np.float32, "joint")
+    if positions.size != len(names):
+        raise MessageError(f"joint: {positions.size} positions for {len(names)} names {names}")
+    if expected_names is not None and list(names) != list(expected_names):
+        raise MessageError(f"joint: names {names} differ from the expected {expected_names}")
+    if not np.all(np.isfinite(positions)):
+        raise MessageError("joint: positions contain NaN or infinity")
+    return JointMsg(positions=positions, names=list(names), seq=seq, stamp_ns=stamp_ns)
+
+
+# --------------------------------------------------------------------------- key
+
+
+def encode_key(key: str) -> pa.Array:
+    return pa.array([key])
+
+
+def decode_key(value: Any) -> str:
+    if not isinstance(value, pa.Array) or value.type not in (pa.string(), pa.large_string()) or len(value) != 1:
+        raise MessageError(f"key: expected a one-element string array, got {getattr(value, 'type', type(value).__name__)}")
+    key = value[0].as_py()
+    if not key:
+        raise MessageError("key: empty string")
+    return key
+
+
+# --------------------------------------------------------------------------- status
+
+
+def encode_status(status: dict) -> pa.Array:
+    return pa.array([json.dumps(status, default=str)])
+
+
+def decode_status(value: Any) -> dict:
+    try:
+        status = json.loads(decode_key(value))
+    except (MessageError, json.JSONDecodeError) as exc:
+        raise MessageError(f"status: not a JSON object in a one-element string array ({exc})") from exc
+    if not isinstance(status, dict):
+        raise MessageError(f"status: JSON is a {type(status).__name__}, expected an object")
+    return status
+
+
+# --------------------------------------------------------------------------- episode stream
+
+
+@dataclass(frozen=True)
+class EpisodeLayout:
+    """What a frame payload holds, announced by `begin` and repeated in each frame's metadata."""
+
+    joint_names: list[str]
+    cameras: dict[str, tuple[int, int]]  # name -> (height, width), in payload order
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * 4 * len(self.joint_names) + sum(h * w * 3 for h, w in self.cameras.values())
+
+    def to_metadata(self) -> dict:
+        return {
+            "joint_names": list(self.joint_names),
+            "cameras": list(self.cameras),
+            "camera_shapes": [int(v) for hw in self.cameras.values() for v in hw],
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> "EpisodeLayout":
+        names = _require(metadata, "joint_names", list, "episode")
+        cameras = _require(metadata, "cameras", list, "episode")
+        shapes = _require(metadata, "camera_shapes", list, "episode")
+        if not names:
+            raise MessageError("episode: metadata `joint_names` is empty")
+        if len(shapes) != 2 * len(cameras) or not all(isinstance(v, int) and v > 0 for v in shapes):
+            raise MessageError(f"episode: `camera_shapes` {shapes} must hold (height, width) > 0 for each of {cameras}")
+        return cls(list(names), {cam: (shapes[2 * i], shapes[2 * i + 1]) for i, cam in enumerate(cameras)})
+
+
+@dataclass(frozen=True)
+class EpisodeMsg:
+    kind: str
+    seq: int
+    episode_index: int
+    frame_index: int = -1
+    task: str = ""
+    layout: EpisodeLayout | None = None
+    state: np.ndarray | None = None
+    action: np.ndarray | None = None
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def encode_episode_control(kind: str, seq: int, episode_index: int, task: str = "",
+                           layout: EpisodeLayout | None = None) -> tuple[pa.Array, dict]:
+    if kind not in EPISODE_KINDS or kind == "frame":
+        raise MessageError(f"episode: control kind {kind!r} unknown")
+    metadata = {"kind": kind, "seq": int(seq), "episode_index": int(episode_index)}
+    if kind == "begin":
+        if layout is None:
+            raise MessageError("episode: begin needs the frame layout")
+        metadata.update(task=task, **layout.to_metadata())
+    return pa.array([], type=pa.uint8()), metadata
+
+
+def encode_episode_frame(seq: int, episode_index: int, frame_index: int, layout: EpisodeLayout,
+                         state: np.ndarray, action: np.ndarray, images: dict[str, np.ndarray],
+                         stamp_ns: int) -> tuple[pa.Array, dict]:
+    parts = [np.asarray(state, np.float32).view(np.uint8).reshape(-1), np.asarray(action, np.float32).view(np.uint8).reshape(-1)]
+    parts += [np.asarray(images[cam], np.uint8).reshape(-1) for cam in layout.cameras]
+    payload = np.concatenate(parts)
+    if payload.size != layout.nbytes:
+        raise MessageError(f"episode: frame payload is {payload.size} bytes, layout needs {layout.nbytes}")
+    metadata = {"kind": "frame", "seq": int(seq), "episode_index": int(episode_index),
+                "frame_index": int(frame_index), "stamp_ns": int(stamp_ns), **layout.to_metadata()}
+    return pa.array(payload), metadata
+
+
+def decode_episode(value: Any, metadata: dict | None) -> EpisodeMsg:
+    kind = _require(metadata, "kind", str, "episode")
+    if kind not in EPISODE_KINDS:
+        raise MessageError(f"episode: kind {kind!r} unknown (expected one of {EPISODE_KINDS})")
+    seq = _require(metadata, "seq", int, "episode")
+    episode_index = _require(metadata, "episode_index", int, "episode")
+    if kind == "begin":
+        return EpisodeMsg(kind, seq, episode_index, task=_require(metadata, "task", str, "episode"),
+                          layout=EpisodeLayout.from_metadata(metadata))
+    if kind != "frame":
+        return EpisodeMsg(kind, seq, episode_index)
+    frame_index = _require(metadata, "frame_index", int, "episode")
+    layout = EpisodeLayout.from_metadata(metadata)
+    payload = _as_numpy(value, np.uint8, "episode")
+    if payload.size != layout.nbytes:
+        raise MessageError(f"episode: frame {frame_index} payload is {payload.size} bytes, layout needs {layout.nbytes}")
+    n = len(layout.joint_names)
+    state = payload[: 4 * n].view(np.float32)
+    action = payload[4 * n: 8 * n].view(np.float32)
+    images, offset = {}, 8 * n
+    for cam, (h, w) in layout.cameras.items():
+        images[cam] = payload[offset: offset + h * w * 3].reshape(h, w, 3)
+        offset += h * w * 3
+    return EpisodeMsg(kind, seq, episode_index, frame_index=frame_index, layout=layout,
+                      state=state, action=action, images=images)
+
+
+class SeqTracker:
+    """Counts messages lost on a stream: every sender numbers its messages 1, 2, 3, ..."""
+
+    def __init__(self) -> None:
+        self.last = 0
+        self.gaps = 0
+
+    def see(self, seq: int) -> int:
+        """Record `seq`; returns how many messages are missing right before it."""
+        missing = max(0, seq - self.last - 1)
+        self.gaps += missing
+        self.last = max(self.last, seq)
+        return missing

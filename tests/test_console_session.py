@@ -1,0 +1,72 @@
+"""The console loop on synthetic dora events: scripted keys start with recording, `e` drains,
+the drain messages operators look for are printed, malformed status is ignored."""
+
+import io
+
+import pyarrow as pa
+
+from operating_platform.core.console import Console
+from operating_platform.dataflow.keyboard import ScriptedKeys, parse_key_script
+from operating_platform.dataflow.messages import decode_key, encode_status
+
+
+class EventSource:
+    """Stands in for the dora node: replays status events, records the keys sent."""
+
+    def __init__(self, events):
+        self.events = list(events)
+        self.sent = []
+
+    def next(self, timeout=None):
+        if not self.events:
+            return None
+        return self.events.pop(0)
+
+    def send_output(self, output_id, value, metadata=None):
+        self.sent.append((output_id, decode_key(value)))
+
+
+def status(input_id, **fields):
+    return {"type": "INPUT", "id": input_id, "value": encode_status(fields), "metadata": {}}
+
+
+def test_scripted_exit_drains_and_reports():
+    events = [
+        status("recorder_status", phase="waiting_for_inputs"),
+        status("recorder_status", phase="recording", episode=0, num_episodes=3, frame=5, episode_frames=90, frames_sent=5),
+        {"type": "ERROR", "error": "timeout"},
+        status("saver_status", frames_received=5, queue_depth=0, pending=0),
+        {"type": "INPUT", "id": "saver_status", "value": pa.array(["garbage"]), "metadata": {}},
+        status("saver_status", draining=True, pending=2, completed=1),
+        status("saver_status", draining=True, pending=2, completed=1),
+        status("recorder_status", phase="done", frames_kept=90, frames_sent=90),
+        status("saver_status", done=True, queued=3, completed=3, failed=0, frames_committed=90, sequence_gaps=0),
+        status("saver_status", done=True),  # never read: the console stops at the first `done`
+    ]
+    node = EventSource(events)
+    out = io.StringIO()
+    keys = ScriptedKeys(parse_key_script("e"))
+    state = Console(node, keys, out=out, interactive=False).run()
+    text = out.getvalue()
+    assert node.sent == [("key", "e")]
+    assert text.count("Waiting for 2 pending saves...") == 1
+    assert "Save stats: queued=3 completed=3 failed=0" in text
+    assert "dropped 0" in text and "ignored malformed saver_status" in text
+    assert state.finished and len(node.events) == 1
+
+
+def test_keys_are_not_sent_before_recording_and_dataflow_end_stops_the_loop():
+    node = EventSource([status("recorder_status", phase="waiting_for_inputs")] * 3)
+    state = Console(node, ScriptedKeys(parse_key_script("n")), out=io.StringIO(), interactive=False).run()
+    assert node.sent == [] and not state.finished
+
+
+def test_a_saver_that_cannot_save_stops_the_session():
+    node = EventSource([
+        status("recorder_status", phase="recording", episode=0, num_episodes=3),
+        status("saver_status", fatal="cannot open the dataset: disk full"),
+        status("saver_status", fatal="cannot open the dataset: disk full", done=True),
+    ])
+    out = io.StringIO()
+    state = Console(node, ScriptedKeys([]), out=out, interactive=False).run()
+    assert node.sent == [("key", "e")] and "disk full" in out.getvalue() and state.finished

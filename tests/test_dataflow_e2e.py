@@ -1,0 +1,249 @@
+"""End to end: the real dataflow under dora (daemon, nodes, PyAV encoding, parquet), checked with
+scripts/validate_dataset_format.py. Each test leaves no process behind, pass or fail."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from operating_platform.core.launcher import DoraLauncher, dora_binary
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+MAIN = REPO / "operating_platform" / "core" / "main.py"
+VALIDATOR = REPO / "scripts" / "validate_dataset_format.py"
+SHORT = ["--record.episode_time_s=1.5", "--record.reset_time_s=0.3"]
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    """Processes whose command line or environment names `marker` (our tmp dir)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            blob = Path(f"/proc/{pid}/cmdline").read_bytes() + Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in blob and int(pid) != os.getpid():
+            found.append(int(pid))
+    return found
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A tmp dir; afterwards no process started for it may survive (leftovers are killed, and fail the test)."""
+    yield tmp_path
+    deadline = time.monotonic() + 15
+    while (leftover := processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in leftover:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not leftover, f"processes left behind: {leftover}"
+
+
+def assert_valid(root: Path) -> dict:
+    result = subprocess.run([sys.executable, str(VALIDATOR), "--target", str(root)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return json.loads((root / "meta" / "info.json").read_text())
+
+
+def run_console(workdir: Path, *flags: str, timeout: float = 150) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(MAIN), f"--record.root={workdir / 'ds'}", *flags]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "TMPDIR": str(workdir)})
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def copy_dataflow(workdir: Path) -> Path:
+    shutil.copy(REPO / "dataflow.yml", workdir / "dataflow.yml")
+    (workdir / "nodes").symlink_to(REPO / "nodes")
+    return workdir / "dataflow.yml"
+
+
+def test_dora_run_default_dataflow_records_a_valid_dataset_and_stops_on_its_own(workdir):
+    copy_dataflow(workdir)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run([dora_binary(), "run", "dataflow.yml", "--env", "EPISODE_TIME_S=1.5", "--env", "RESET_TIME_S=0.3"],
+                            cwd=workdir, env=env, capture_output=True, text=True, timeout=150, start_new_session=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    info = assert_valid(workdir / "data" / "sim_demo")
+    assert info["total_episodes"] == 3 and info["total_frames"] == 3 * 45
+    assert "Save stats: queued=3 completed=3 failed=0" in result.stdout + result.stderr
+
+
+def test_dora_up_and_start_runs_the_same_dataflow(workdir):
+    dataflow = copy_dataflow(workdir)
+    launcher = DoraLauncher(workdir)
+    try:
+        launcher.up()
+        launcher.start(dataflow, "e2e", env={"NUM_EPISODES": "2", "EPISODE_TIME_S": "1", "RESET_TIME_S": "0"})
+        deadline = time.monotonic() + 120
+        while launcher.is_running() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not launcher.is_running(), "the dataflow must finish on its own"
+    finally:
+        launcher.stop()
+        launcher.close()
+    assert assert_valid(workdir / "data" / "sim_demo")["total_episodes"] == 2
+
+
+def test_console_keys_n_r_e_and_the_rerecorded_episode_leaves_no_trace(workdir):
+    result = run_console(workdir, "--record.episode_time_s=60", "--record.reset_time_s=0.3", "--record.num_episodes=5",
+                         "--record.keys=n@1.5,r@1,e@1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = assert_valid(workdir / "ds")
+    assert info["total_episodes"] == 2, "n saved one, r discarded one, e saved the re-recorded one"
+    assert "Save stats: queued=2 completed=2 failed=0" in result.stdout
+    assert "dropped 0, sequence gaps 0" in result.stdout
+    recorded = int(result.stdout.split("frames recorded ")[1].split(",")[0])
+    assert recorded == info["total_frames"]
+    assert not any((workdir / "ds").rglob("*.mp4.tmp")) and not list((workdir / "ds" / ".spool").glob("*/*"))
+
+
+def test_sync_and_async_sessions_write_identical_structure(workdir):
+    roots = {}
+    for mode in ("true", "false"):
+        root = workdir / f"async_{mode}"
+        result = run_console(workdir, f"--record.root={root}", f"--record.use_async_save={mode}",
+                             "--record.num_episodes=2", "--record.episode_time_s=1", "--record.reset_time_s=0")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Save stats: queued=2 completed=2 failed=0" in result.stdout
+        roots[mode] = root
+    infos = {m: assert_valid(r) for m, r in roots.items()}
+    strip = lambda info: {k: v for k, v in info.items() if k not in ("total_frames", "splits")}  # noqa: E731
+    assert strip(infos["true"]) == strip(infos["false"])
+    files = {m: sorted(str(p.relative_to(r)) for p in r.rglob("*") if p.is_file() and ".spool" not in p.parts) for m, r in roots.items()}
+    assert files["true"] == files["false"]
+    schemas = {m: pq.read_schema(r / "data/chunk-000/episode_000000.parquet") for m, r in roots.items()}
+    assert schemas["true"].equals(schemas["false"])
+
+
+def test_exit_with_saves_pending_loses_nothing(workdir):
+    result = run_console(workdir, "--record.episode_time_s=60", "--record.reset_time_s=0", "--record.num_episodes=9",
+                         "--record.keys=n@1,n@1,n@1,e@0.2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = assert_valid(workdir / "ds")
+    assert info["total_episodes"] == 4
+    assert "Save stats: queued=4 completed=4 failed=0" in result.stdout
+    recorded = int(result.stdout.split("frames recorded ")[1].split(",")[0])
+    assert recorded == info["total_frames"] and "dropped 0, sequence gaps 0" in result.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_drains_saves_and_stops_every_process(workdir, sig):
+    cmd = [sys.executable, str(MAIN), f"--record.root={workdir / 'ds'}", "--record.episode_time_s=60",
+           "--record.num_episodes=3"]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "TMPDIR": str(workdir)})
+    try:
+        assert "recording into" in proc.stdout.readline()
+        time.sleep(3)  # record ~2 s of the first episode
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    assert "Save stats: queued=1 completed=1 failed=0" in out
+    info = assert_valid(workdir / "ds")
+    assert info["total_episodes"] == 1 and info["total_frames"] > 0
+
+
+def test_keyboard_node_joins_dora_run_from_a_terminal(workdir):
+    """`dora run dataflow.yml` + `python nodes/keyboard.py` in a (pseudo) terminal: n saves, e exits."""
+    import pty
+
+    copy_dataflow(workdir)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    run = subprocess.Popen([dora_binary(), "run", "dataflow.yml", "--env", "EPISODE_TIME_S=60", "--env", "NUM_EPISODES=5"],
+                           cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    leader, follower = pty.openpty()
+    keyboard = None
+    try:
+        time.sleep(3)
+        keyboard = subprocess.Popen([sys.executable, str(REPO / "nodes" / "keyboard.py")], stdin=follower, stdout=follower,
+                                    stderr=follower, cwd=workdir, start_new_session=True)
+        screen = b""
+        deadline = time.monotonic() + 60
+        while b"frame " not in screen and time.monotonic() < deadline:  # status line: recording has started
+            screen += os.read(leader, 4096)
+        time.sleep(1.5)
+        os.write(leader, b"n")
+        time.sleep(1.5)
+        os.write(leader, b"e")
+        assert keyboard.wait(60) == 0
+        out, _ = run.communicate(timeout=60)
+        assert run.returncode == 0, out[-3000:]
+    finally:
+        for proc in (keyboard, run):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        os.close(leader)
+        os.close(follower)
+    assert assert_valid(workdir / "data" / "sim_demo")["total_episodes"] == 2
+
+
+def test_console_uses_a_running_coordinator_when_given_its_address(workdir):
+    coordinator = DoraLauncher(workdir)  # stands in for the operator's `dora up`
+    try:
+        coordinator.up()
+        result = run_console(workdir, f"--dora.coordinator=127.0.0.1:{coordinator.coordinator_port}",
+                             f"--dora.daemon_port={coordinator.daemon_port}", "--record.num_episodes=1",
+                             "--record.episode_time_s=1")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Save stats: queued=1 completed=1 failed=0" in result.stdout
+        assert "Daemon: Running" in coordinator.status(), "the operator's dora is left running"
+    finally:
+        coordinator.close()
+    assert assert_valid(workdir / "ds")["total_episodes"] == 1
+
+
+def test_console_records_from_a_video_file_camera(workdir):
+    """The OpenCV source (here a video file, as a USB camera would be) through the whole dataflow."""
+    import av
+    import numpy as np
+
+    clip = workdir / "clip.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(60):
+            frame = np.full((240, 320, 3), (i * 4) % 256, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    result = run_console(workdir, f"--robot.cameras=top={clip},wrist=sim", "--robot.camera_width=320",
+                         "--robot.camera_height=240", "--record.num_episodes=1", "--record.episode_time_s=1.5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = assert_valid(workdir / "ds")
+    assert info["features"]["observation.images.top"]["shape"] == [240, 320, 3]
+    assert info["features"]["observation.images.wrist"]["shape"] == [240, 320, 3]
+
+
+def test_resuming_into_an_incompatible_dataset_stops_with_the_reason(workdir):
+    from operating_platform.dataset import LeRobotDataset, build_features
+
+    LeRobotDataset.create("other", root=workdir / "ds", fps=30, use_async_saver=False,
+                          features=build_features(["a", "b"], {"top": (48, 64)})).close()
+    result = run_console(workdir, "--record.resume=true", "--record.episode_time_s=30")
+    assert result.returncode == 1
+    assert "saver: cannot open the dataset" in result.stdout, result.stdout + result.stderr
+    assert json.loads((workdir / "ds" / "meta" / "info.json").read_text())["total_episodes"] == 0

@@ -1,0 +1,138 @@
+"""Saver logic on a real dataset writer (tmp dir): episodes committed, discards leave no trace,
+malformed or out-of-order messages rejected and counted, gaps reported, sync == async format."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from operating_platform.dataflow.messages import (
+    EpisodeLayout,
+    decode_status,
+    encode_episode_control,
+    encode_episode_frame,
+)
+from operating_platform.dataflow.saver import Saver, SaverConfig
+from operating_platform.hardware.base import SO101_JOINT_NAMES
+
+LAYOUT = EpisodeLayout(list(SO101_JOINT_NAMES), {"top": (64, 96)})
+
+
+class Stream:
+    """Feeds a Saver the way the recorder would, numbering every message."""
+
+    def __init__(self, root, use_async=True, resume=True, layout=LAYOUT):
+        self.config = SaverConfig(root=str(root), use_async_save=use_async, resume=resume, vcodec="libx264")
+        self.status_out, self.said = [], []
+        self.saver = Saver(self.config.open_dataset, lambda o, v, m: self.status_out.append(decode_status(v)),
+                           say=self.said.append)
+        self.seq = 0
+        self.layout = layout
+
+    def _next(self):
+        self.seq += 1
+        return self.seq
+
+    def control(self, kind, episode):
+        self.saver.on_episode(*encode_episode_control(kind, self._next(), episode, "stack blocks", self.layout))
+
+    def frames(self, episode, n):
+        rng = np.random.default_rng(episode)
+        for i in range(n):
+            images = {c: rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for c, (h, w) in self.layout.cameras.items()}
+            self.saver.on_episode(*encode_episode_frame(self._next(), episode, i, self.layout,
+                                                        np.full(6, i, np.float32), np.full(6, -i, np.float32), images, 0))
+
+    def episode(self, episode, n, kind="end"):
+        self.control("begin", episode)
+        self.frames(episode, n)
+        self.control(kind, episode)
+
+
+def test_episodes_are_committed_and_status_reports_everything(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.episode(0, 5)
+    s.episode(1, 4)
+    s.control("finish", 2)
+    status = s.saver.status()
+    assert s.saver.done and status["done"]
+    assert (status["queued"], status["completed"], status["failed"]) == (2, 2, 0)
+    assert status["frames_received"] == 9 and status["frames_committed"] == 9 and status["sequence_gaps"] == 0
+    assert any("Save stats: queued=2 completed=2 failed=0" in line for line in s.said)
+    episodes = [json.loads(line) for line in (tmp_path / "ds/meta/episodes.jsonl").read_text().splitlines()]
+    assert [e["length"] for e in episodes] == [5, 4]
+    table = pq.read_table(tmp_path / "ds/data/chunk-000/episode_000001.parquet")
+    assert table.column("observation.state").to_pylist()[3] == [3.0] * 6
+    assert table.column("action").to_pylist()[3] == [-3.0] * 6
+    assert s.status_out[-1]["done"] and s.status_out[-1]["completed"] == 2
+
+
+def test_discarded_episode_leaves_no_trace(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.episode(0, 3, kind="discard")
+    s.episode(0, 4)
+    s.control("finish", 1)
+    info = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    assert info["total_episodes"] == 1 and info["total_frames"] == 4
+    working = [p for p in (tmp_path / "ds").rglob("*") if p.is_file() and {".spool", ".staging"} & set(p.parts)]
+    assert working == []
+    assert s.saver.status()["episodes_discarded"] == 1
+
+
+def test_gaps_and_malformed_messages_are_counted_not_fatal(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.control("begin", 0)
+    s.frames(0, 2)
+    s.seq += 3  # three messages lost in transit
+    s.frames(0, 1)
+    s.saver.on_episode(pa.array(np.zeros(5, np.uint8)), {"kind": "frame", "seq": s._next(), "episode_index": 0})
+    s.saver.on_episode(pa.array(np.zeros(5, np.float32)), None)
+    value, meta = encode_episode_frame(s._next(), 7, 0, LAYOUT, np.zeros(6), np.zeros(6), {"top": np.zeros((64, 96, 3), np.uint8)}, 0)
+    s.saver.on_episode(value, meta)  # a frame of an episode that never began
+    s.saver.on_episode(*encode_episode_control("end", s._next(), 9))  # end of an unknown episode
+    s.control("end", 0)
+    s.control("finish", 1)
+    status = s.saver.status()
+    assert status["sequence_gaps"] == 3 + 1, "the 3 lost + the undecodable frame whose seq went unseen"
+    assert status["rejected"] == {"episode": 2, "frame": 1, "end": 1}
+    assert status["completed"] == 1 and status["frames_committed"] == 3
+
+
+def test_sync_and_async_write_the_same_format(tmp_path):
+    for mode in ("sync", "async"):
+        s = Stream(tmp_path / mode, use_async=(mode == "async"))
+        s.episode(0, 3)
+        s.control("finish", 1)
+        assert s.saver.status()["completed"] == 1
+    infos = [json.loads((tmp_path / m / "meta/info.json").read_text()) for m in ("sync", "async")]
+    assert infos[0] == infos[1]
+    schemas = [pq.read_schema(tmp_path / m / "data/chunk-000/episode_000000.parquet") for m in ("sync", "async")]
+    assert schemas[0].equals(schemas[1])
+    files = [sorted(str(p.relative_to(tmp_path / m)) for p in (tmp_path / m).rglob("*") if p.is_file()) for m in ("sync", "async")]
+    assert files[0] == files[1]
+
+
+def test_existing_dataset_is_resumed_or_refused_with_the_reason(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.episode(0, 2)
+    s.control("finish", 1)
+    resumed = Stream(tmp_path / "ds")
+    resumed.episode(0, 2)
+    resumed.control("finish", 1)
+    assert json.loads((tmp_path / "ds/meta/info.json").read_text())["total_episodes"] == 2
+    refused = Stream(tmp_path / "ds", resume=False)
+    refused.episode(0, 2)
+    status = refused.saver.status()
+    assert "already holds a dataset" in status["fatal"] and status["frames_received"] == 0
+    other = Stream(tmp_path / "ds", layout=EpisodeLayout(list(SO101_JOINT_NAMES), {"top": (32, 32)}))
+    other.episode(0, 1)
+    assert "cannot open the dataset" in other.saver.status()["fatal"]
+
+
+def test_config_from_env():
+    cfg = SaverConfig.from_env({"REPO_ID": "x", "USE_ASYNC_SAVE": "false", "ASYNC_SAVE_QUEUE_SIZE": "20"})
+    assert str(cfg.dataset_root) == "data/x" and not cfg.use_async_save and cfg.async_save_queue_size == 20
+    with pytest.raises(ValueError, match="USE_ASYNC_SAVE=.maybe. is not a valid boolean"):
+        SaverConfig.from_env({"USE_ASYNC_SAVE": "maybe"})
