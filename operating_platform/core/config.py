@@ -68,7 +68,7 @@ class RecordConfig:
     use_async_save: bool = True
     """false: recording pauses after each episode until it is committed (same dataset format)."""
     async_save_queue_size: int = 10
-    """Episodes waiting to be committed before saving falls back to synchronous."""
+    """Episodes waiting to be committed; when full, save_episode() waits for a slot (never drops)."""
     async_save_max_retries: int = 3
     """Attempts to commit an episode again after a failure."""
     async_save_timeout_s: float = 300.0
