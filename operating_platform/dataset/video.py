@@ -90,9 +90,14 @@ class VideoFileWriter:
         return self.frames_written
 
     def abort(self) -> None:
+        """Drop the file. The encoder is still drained: SVT-AV1 complains if closed mid-stream."""
+        try:
+            self._container.mux(self._stream.encode(None))
+        except Exception:  # noqa: BLE001 - the file is being thrown away; any encoder state will do
+            pass
         try:
             self._container.close()
-        except Exception:
+        except Exception:  # noqa: BLE001
             pass
         self.path.unlink(missing_ok=True)
 
