@@ -207,12 +207,6 @@ class EpisodeBuffer:
             col += length
         return out, task_ids
 
-    def frames(self, key: str) -> np.memmap:
-        """Camera frames [n, h, w, 3] straight from the page cache, without loading them all."""
-        return np.memmap(
-            self.path / f"{key}.rgb", dtype=np.uint8, mode="r", shape=(self.num_frames, *self.layout.camera_shapes[key])
-        )
-
     def frame(self, key: str, index: int) -> np.ndarray:
         size = self.layout.frame_bytes(key)
         with open(self.path / f"{key}.rgb", "rb") as f:

@@ -6,6 +6,8 @@ of downsampled frames, scaled to [0, 1], shaped (3, 1, 1) — as LeRobot compute
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 MIN_IMAGE_SAMPLES = 100
@@ -39,20 +41,34 @@ def downsample_stride(height: int, width: int) -> int:
     return max(1, max(height, width) // IMAGE_STATS_TARGET_SIZE)
 
 
-def image_stats(frames: np.ndarray) -> dict[str, list]:
-    """`frames` is [n, h, w, 3] uint8 (a memmap is fine: only sampled frames are read)."""
-    n, h, w, _ = frames.shape
-    stride = downsample_stride(h, w)
-    sample = np.stack([frames[i, ::stride, ::stride] for i in image_sample_indices(n)]).astype(np.float64) / 255.0
-    pixels = sample.reshape(-1, 3)
+def image_stats(read_frame: Callable[[int], np.ndarray], num_frames: int) -> dict[str, list]:
+    """`read_frame(i)` gives frame i as (h, w, 3) uint8; only the sampled frames are read,
+    one at a time, so an episode's pixels are never all in memory."""
+    indices = image_sample_indices(num_frames)
+    sums = np.zeros(3)
+    sq_sums = np.zeros(3)
+    mins = np.full(3, np.inf)
+    maxs = np.full(3, -np.inf)
+    pixels = 0
+    for i in indices:
+        frame = read_frame(int(i))
+        stride = downsample_stride(*frame.shape[:2])
+        sample = frame[::stride, ::stride].reshape(-1, 3).astype(np.float64) / 255.0
+        sums += sample.sum(axis=0)
+        sq_sums += np.square(sample).sum(axis=0)
+        mins = np.minimum(mins, sample.min(axis=0))
+        maxs = np.maximum(maxs, sample.max(axis=0))
+        pixels += sample.shape[0]
+    mean = sums / pixels
+    std = np.sqrt(np.maximum(sq_sums / pixels - np.square(mean), 0.0))
 
     def per_channel(v: np.ndarray) -> list:
         return v.reshape(3, 1, 1).tolist()
 
     return {
-        "min": per_channel(pixels.min(axis=0)),
-        "max": per_channel(pixels.max(axis=0)),
-        "mean": per_channel(pixels.mean(axis=0)),
-        "std": per_channel(pixels.std(axis=0)),
-        "count": [int(sample.shape[0])],
+        "min": per_channel(mins),
+        "max": per_channel(maxs),
+        "mean": per_channel(mean),
+        "std": per_channel(std),
+        "count": [int(len(indices))],
     }

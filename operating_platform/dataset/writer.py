@@ -377,7 +377,7 @@ class LeRobotDataset:
 
         stats = {k: vector_stats(v) for k, v in columns.items()}
         for key in self._layout.camera_shapes:
-            stats[key] = image_stats(buffer.frames(key))
+            stats[key] = image_stats(lambda i, key=key: buffer.frame(key, i), n)
 
         if deadline is not None:
             deadline()
