@@ -1,6 +1,7 @@
 """Operator console: record SO-101 teleoperation (or the simulator) into a LeRobot v2.1 dataset.
 
     python operating_platform/core/main.py --record.repo_id=NAME [--robot.robot_type=so101 ...]
+    python operating_platform/core/main.py calibrate --robot.robot_type=so101 --robot.arm=leader|follower --robot.port=PORT
 
 Renders the dataflow for the flags, starts it with dora (a private coordinator and
 daemon unless --dora.coordinator names a running `dora up`), joins it as the
@@ -73,8 +74,13 @@ def record(cfg: ConsoleConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["calibrate"]:  # interactive SO-101 calibration, writes <calibration_dir>/so101_<arm>.json
+        from operating_platform.hardware.so101.calibrate import calibrate_command
+
+        return calibrate_command(argv[1:])
     try:
-        cfg = parse_config(sys.argv[1:] if argv is None else argv)
+        cfg = parse_config(argv)
     except ConfigError as exc:
         print(f"main.py: error: {exc}", file=sys.stderr)
         return 2
