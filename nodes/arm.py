@@ -12,7 +12,10 @@ from operating_platform.dataflow.runtime import emitter, run_events
 
 
 def main() -> None:
-    driver = arm_from_env()
+    try:
+        driver = arm_from_env()
+    except Exception as exc:  # a bad port, servo or calibration file: one line in the node's log, not a traceback
+        raise SystemExit(f"arm_{os.environ.get('ARM_ROLE', 'leader')}: cannot start: {type(exc).__name__}: {exc}") from None
     node = Node()
     arm = ArmPublisher(driver, emitter(node), role=os.environ.get("ARM_ROLE", "leader"))
 

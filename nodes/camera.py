@@ -9,7 +9,10 @@ from operating_platform.dataflow.runtime import emitter, run_events
 
 
 def main() -> None:
-    source = camera_from_env()
+    try:
+        source = camera_from_env()
+    except Exception as exc:  # a missing device or file: one line in the node's log, not a traceback
+        raise SystemExit(f"camera_{os.environ.get('CAMERA_NAME', 'camera')}: cannot start: {type(exc).__name__}: {exc}") from None
     node = Node()
     camera = CameraPublisher(source, emitter(node), name=os.environ.get("CAMERA_NAME", "camera"))
     try:

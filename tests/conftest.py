@@ -1,6 +1,13 @@
-"""Shared pytest set-up: the `slow` marker is skipped unless --run-slow is given (CI passes it)."""
+"""Shared pytest set-up: the `slow` marker is skipped unless --run-slow is given (CI passes it),
+and the `workdir` fixture for tests that start processes."""
+
+import os
+import signal
+import time
 
 import pytest
+
+from e2e_helpers import processes_mentioning
 
 
 def pytest_addoption(parser):
@@ -19,3 +26,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A tmp dir; afterwards no process started for it may survive (leftovers are killed, and fail the test)."""
+    yield tmp_path
+    deadline = time.monotonic() + 15
+    while (leftover := processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in leftover:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not leftover, f"processes left behind: {leftover}"

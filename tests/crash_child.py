@@ -21,6 +21,18 @@ import operating_platform.dataset.video as video  # noqa: E402
 import operating_platform.dataset.writer as writer  # noqa: E402
 
 
+KILL_POINTS = [  # where arm() can kill; `random` (parent kills) is separate
+    "mid_recording",
+    "mid_encode",
+    "mid_parquet",
+    "after_parquet_staged",
+    "after_files_moved",
+    "mid_metadata",
+    "mid_info_write",
+    "after_info_write",
+]
+
+
 def die() -> None:
     sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGKILL)

@@ -105,3 +105,29 @@ def test_so101_variant_changes_only_node_env_and_dora_validates_it(tmp_path):
     for yml in (path, REPO / "dataflow.yml"):
         result = subprocess.run([dora_binary(), "validate", str(yml)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cameras_accept_name_colon_source_and_by_path_devices():
+    from operating_platform.core.config import camera_specs
+
+    cfg = parse_config(["--robot.cameras=top:/dev/video0,wrist=/dev/v4l/by-path/pci-0000:00:14.0-usb-0:1:1.0-video-index0"])
+    assert [(c.name, c.source) for c in camera_specs(cfg.robot)] == [
+        ("top", "/dev/video0"), ("wrist", "/dev/v4l/by-path/pci-0000:00:14.0-usb-0:1:1.0-video-index0")]
+
+
+def test_unusable_devices_stop_the_console_before_dora_with_one_message_each(tmp_path):
+    """Wrong serial ports and a missing camera are named up front; no dataflow is started."""
+    main = Path(__file__).resolve().parents[1] / "operating_platform" / "core" / "main.py"
+    result = subprocess.run(
+        [sys.executable, str(main), "--robot.type=so101", f"--robot.leader_port={tmp_path}/ttyA",
+         f"--robot.follower_port={tmp_path}/ttyB", f"--robot.cameras=top:{tmp_path}/none.mp4",
+         f"--record.root={tmp_path}/ds"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "main.py: SO-101 setup check failed:"
+    assert any("leader arm: cannot open serial port" in line and f"{tmp_path}/ttyA" in line for line in lines)
+    assert any("follower arm" in line and f"{tmp_path}/ttyB" in line for line in lines)
+    assert any(line.strip().startswith("camera top:") and "none.mp4" in line for line in lines)
+    assert not (tmp_path / "ds").exists()

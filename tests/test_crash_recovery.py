@@ -12,42 +12,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from crash_child import KILL_POINTS
 from dataset_factory import committed_states, expected_states_for, record_episode
+from e2e_helpers import assert_valid
 
 from operating_platform.dataset import LeRobotDataset
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-KILL_POINTS = [
-    "mid_recording",
-    "mid_encode",
-    "mid_parquet",
-    "after_parquet_staged",
-    "after_files_moved",
-    "mid_metadata",
-    "mid_info_write",
-    "after_info_write",
-]
-
-
-def validate(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "scripts/validate_dataset_format.py"), "--target", str(root)],
-        capture_output=True, text=True, timeout=300,
-    )
 
 
 def reopen_validate_resume(root: Path, expect_episodes: int) -> None:
     ds = LeRobotDataset.open(root, use_async_saver=False, vcodec="libx264")
     assert ds.num_episodes == expect_episodes
     ds.close()
-    result = validate(root)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_valid(root)
     ds = LeRobotDataset.open(root, use_async_saver=True, vcodec="libx264")
     record_episode(ds, 7, 9)
     assert ds.save_episode() == expect_episodes, "recording resumes at the next episode index"
     ds.close()
-    assert validate(root).returncode == 0
+    assert_valid(root)
     np.testing.assert_array_equal(committed_states(root, expect_episodes), expected_states_for(7, 9))
 
 
@@ -103,4 +86,4 @@ def test_sigkill_at_random_moment_loses_no_saved_episode(tmp_path, seed):
     ds.close()
     for ep in range(1 + len(handed_over)):
         np.testing.assert_array_equal(committed_states(root, ep), expected_states_for(ep, 20))
-    assert validate(root).returncode == 0
+    assert_valid(root)

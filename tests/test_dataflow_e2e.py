@@ -3,7 +3,6 @@ scripts/validate_dataset_format.py. Each test leaves no process behind, pass or 
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,48 +12,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from e2e_helpers import REPO, assert_valid, copy_dataflow
+
 from operating_platform.core.launcher import DoraLauncher, dora_binary
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "operating_platform" / "core" / "main.py"
-VALIDATOR = REPO / "scripts" / "validate_dataset_format.py"
 SHORT = ["--record.episode_time_s=1.5", "--record.reset_time_s=0.3"]
-
-
-def processes_mentioning(marker: str) -> list[int]:
-    """Processes whose command line or environment names `marker` (our tmp dir)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            blob = Path(f"/proc/{pid}/cmdline").read_bytes() + Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in blob and int(pid) != os.getpid():
-            found.append(int(pid))
-    return found
-
-
-@pytest.fixture
-def workdir(tmp_path):
-    """A tmp dir; afterwards no process started for it may survive (leftovers are killed, and fail the test)."""
-    yield tmp_path
-    deadline = time.monotonic() + 15
-    while (leftover := processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    for pid in leftover:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    assert not leftover, f"processes left behind: {leftover}"
-
-
-def assert_valid(root: Path) -> dict:
-    result = subprocess.run([sys.executable, str(VALIDATOR), "--target", str(root)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return json.loads((root / "meta" / "info.json").read_text())
 
 
 def run_console(workdir: Path, *flags: str, timeout: float = 150) -> subprocess.CompletedProcess:
@@ -68,12 +33,6 @@ def run_console(workdir: Path, *flags: str, timeout: float = 150) -> subprocess.
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-
-def copy_dataflow(workdir: Path) -> Path:
-    shutil.copy(REPO / "dataflow.yml", workdir / "dataflow.yml")
-    (workdir / "nodes").symlink_to(REPO / "nodes")
-    return workdir / "dataflow.yml"
 
 
 def test_dora_run_default_dataflow_records_a_valid_dataset_and_stops_on_its_own(workdir):

@@ -2,7 +2,6 @@
 processes) and two cameras reading video files through OpenCV. The recorded dataset must pass the
 validator and the follower's recorded state must track the leader's recorded action."""
 
-import json
 import os
 import signal
 import subprocess
@@ -13,8 +12,8 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from e2e_helpers import REPO, assert_valid
 
-REPO = Path(__file__).resolve().parents[1]
 W, H, FPS = 160, 120, 30
 pytestmark = pytest.mark.slow
 
@@ -84,11 +83,7 @@ def test_so101_dataflow_records_a_valid_dataset_with_the_follower_tracking_the_l
     assert run.returncode == 0, run.stdout[-4000:]
     assert "Save stats: queued=2 completed=2 failed=0" in run.stdout
 
-    validation = subprocess.run([sys.executable, str(REPO / "scripts" / "validate_dataset_format.py"), "--target", str(root)],
-                                capture_output=True, text=True)
-    assert validation.returncode == 0, validation.stdout + validation.stderr
-
-    info = json.loads((root / "meta" / "info.json").read_text())
+    info = assert_valid(root)
     joint_names = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
     assert info["features"]["action"]["names"] == joint_names
     assert info["features"]["observation.state"]["names"] == joint_names

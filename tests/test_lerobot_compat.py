@@ -24,7 +24,7 @@ pytest.importorskip("lerobot")
 
 import lerobot_env  # noqa: E402  (after the skip: only meaningful with LeRobot installed)
 from dataset_factory import make_frame  # noqa: E402
-from test_crash_recovery import KILL_POINTS  # noqa: E402
+from crash_child import KILL_POINTS  # noqa: E402
 from operating_platform.dataset import LeRobotDataset as OurDataset  # noqa: E402
 from operating_platform.dataset import build_features  # noqa: E402
 from operating_platform.dataset.format import DEFAULT_FEATURES  # noqa: E402

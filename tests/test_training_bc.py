@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_dataflow_e2e import copy_dataflow, workdir  # noqa: F401  (workdir: a fixture that leaves no process behind)
+from e2e_helpers import copy_dataflow
 from training_fixtures import recorded_dataset
 
 from operating_platform.training.bc import BCPolicy

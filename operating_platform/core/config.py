@@ -115,9 +115,12 @@ def camera_specs(robot: RobotConfig) -> list[CameraSpec]:
     for item in (p.strip() for p in robot.cameras.split(",")):
         if not item:
             continue
-        name, sep, source = item.partition("=")
-        if not sep or not source:
-            raise ConfigError(f"--robot.cameras: {item!r} must be name=source (source: sim, 0, /dev/video2, file.mp4)")
+        # name=source or name:source (the first separator counts: by-path device names hold colons)
+        cut = min((i for i in (item.find("="), item.find(":")) if i >= 0), default=-1)
+        name, source = (item[:cut], item[cut + 1:]) if cut >= 0 else (item, "")
+        if not source:
+            raise ConfigError(f"--robot.cameras: {item!r} must be name=source or name:source "
+                              "(source: sim, 0, /dev/video2, file.mp4)")
         if not CAMERA_NAME.match(name):
             raise ConfigError(f"--robot.cameras: camera name {name!r} must be a letter followed by letters, digits or _")
         specs.append(CameraSpec(name, source))

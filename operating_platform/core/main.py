@@ -23,7 +23,7 @@ from pathlib import Path
 # Run as a script, this file's folder would shadow top-level modules named config/console/...
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from operating_platform.core.config import ConfigError, ConsoleConfig, parse_config  # noqa: E402
+from operating_platform.core.config import ConfigError, ConsoleConfig, camera_specs, parse_config  # noqa: E402
 from operating_platform.core.console import run_session  # noqa: E402
 from operating_platform.core.dataflow import write_dataflow  # noqa: E402
 from operating_platform.core.launcher import DoraLauncher, LaunchError, join_as_keyboard, node_logs_to  # noqa: E402
@@ -84,7 +84,27 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"main.py: error: {exc}", file=sys.stderr)
         return 2
+    if problem := hardware_problem(cfg):
+        print(f"main.py: {problem}", file=sys.stderr)
+        return 1
     return record(cfg)
+
+
+def hardware_problem(cfg: ConsoleConfig) -> str | None:
+    """Check real devices before starting dora: one message naming every bad port, servo, file or camera."""
+    cameras = {c.name: c.source for c in camera_specs(cfg.robot) if not c.is_sim}
+    if cfg.robot.robot_type != "so101" and not cameras:
+        return None
+    from operating_platform.hardware.so101.preflight import HardwareCheckError, check_camera_sources, check_so101_setup
+
+    try:
+        if cfg.robot.robot_type == "so101":
+            check_so101_setup(cfg.robot.leader_port, cfg.robot.follower_port, cfg.robot.calibration_dir, cameras)
+        else:
+            check_camera_sources(cameras)
+    except HardwareCheckError as exc:
+        return str(exc)
+    return None
 
 
 if __name__ == "__main__":

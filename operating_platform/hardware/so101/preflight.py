@@ -44,10 +44,22 @@ def check_so101_setup(
             problems.append(str(exc))  # already says which arm
         except FeetechError as exc:
             problems.append(f"{role} arm: {exc}")
-    for name, device in (cameras or {}).items():
+    problems += _camera_problems(cameras or {})
+    if problems:
+        raise HardwareCheckError("SO-101 setup check failed:\n  " + "\n  ".join(problems))
+
+
+def check_camera_sources(cameras: dict[str, str]) -> None:
+    """Raise HardwareCheckError if any OpenCV camera source (device or file) cannot be opened."""
+    if problems := _camera_problems(cameras):
+        raise HardwareCheckError("camera check failed:\n  " + "\n  ".join(problems))
+
+
+def _camera_problems(cameras: dict[str, str]) -> list[str]:
+    problems = []
+    for name, device in cameras.items():
         try:
             OpenCVCamera(device).close()
         except CameraOpenError as exc:
             problems.append(f"camera {name}: {exc}")
-    if problems:
-        raise HardwareCheckError("SO-101 setup check failed:\n  " + "\n  ".join(problems))
+    return problems
