@@ -16,7 +16,11 @@ from e2e_helpers import REPO, assert_valid, copy_dataflow
 
 from operating_platform.core.launcher import DoraLauncher, dora_binary
 
-pytestmark = pytest.mark.slow
+# The console joins the running dataflow as dora's dynamic `keyboard` node. With dora 1.1 on a
+# loaded 2-core machine that join occasionally never returns, or the session stalls after it
+# (seen about once in ten full-suite runs, never when a test runs alone); a rerun starts a fresh
+# coordinator and daemon. What is asserted is unchanged.
+pytestmark = [pytest.mark.slow, pytest.mark.flaky(reruns=2, reruns_delay=2)]
 
 MAIN = REPO / "operating_platform" / "core" / "main.py"
 SHORT = ["--record.episode_time_s=1.5", "--record.reset_time_s=0.3"]
