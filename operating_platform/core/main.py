@@ -46,6 +46,9 @@ def record(cfg: ConsoleConfig) -> int:
     dataflow = write_dataflow(cfg, run_dir / "dataflow.yml")
     launcher = DoraLauncher(run_dir, cfg.dora.coordinator, cfg.dora.daemon_port)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # so the terminal and dora are cleaned up on kill
+    # Ctrl-C must drain and stop even when started from a script that ignores SIGINT
+    # (background jobs of a non-interactive shell inherit SIG_IGN, and Python keeps it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     state = None
     try:
         launcher.up()
