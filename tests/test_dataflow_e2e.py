@@ -144,13 +144,18 @@ def test_keyboard_node_joins_dora_run_from_a_terminal(workdir):
         time.sleep(3)
         keyboard = subprocess.Popen([sys.executable, str(REPO / "nodes" / "keyboard.py")], stdin=follower, stdout=follower,
                                     stderr=follower, cwd=workdir, start_new_session=True)
-        screen = b""
-        deadline = time.monotonic() + 60
-        while b"frame " not in screen and time.monotonic() < deadline:  # status line: recording has started
-            screen += os.read(leader, 4096)
+        def wait_for_screen(text: bytes) -> None:
+            """Read the keyboard node's status line until `text` shows (keys act on what the recorder is doing)."""
+            screen, deadline = b"", time.monotonic() + 60
+            while text not in screen and time.monotonic() < deadline:
+                screen += os.read(leader, 4096)
+            assert text in screen, screen[-500:]
+
+        wait_for_screen(b"episode 1/5 frame ")  # recording has started
         time.sleep(1.5)
         os.write(leader, b"n")
-        time.sleep(1.5)
+        wait_for_screen(b"episode 2/5 frame ")  # the next episode records (after the reset pause)
+        time.sleep(0.5)
         os.write(leader, b"e")
         assert keyboard.wait(60) == 0
         out, _ = run.communicate(timeout=60)
