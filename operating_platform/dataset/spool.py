@@ -177,10 +177,14 @@ class EpisodeBuffer:
             self.ended = True
             self.frame_added.notify_all()
 
-    def discard(self) -> None:
+    def abandon(self) -> None:
+        """Stop live encodes following this episode; its spool stays on disk (recoverable)."""
         with self.frame_added:
             self.discarded = True
             self.frame_added.notify_all()
+
+    def discard(self) -> None:
+        self.abandon()
         shutil.rmtree(self.path, ignore_errors=True)
 
     def wait_for_frame(self, index: int, timeout: float = 0.5) -> bool:

@@ -225,15 +225,12 @@ class LeRobotDataset:
         self._next_index += 1
         return buffer
 
-    def save_episode(self, episode_data: EpisodeBuffer | None = None) -> int:
+    def save_episode(self) -> int:
         """End the current episode and save it; returns its (expected) episode index.
 
         With the async saver running this only seals the spool and queues it (ms);
-        otherwise it blocks until the episode is committed. `episode_data` is how the
-        saver's worker hands a sealed episode back for the actual write.
+        otherwise it blocks until the episode is committed.
         """
-        if episode_data is not None:
-            return self.commit_saved_episode(episode_data)
         index = self.next_episode_index
         buffer = self.end_episode()
         if self.async_saver is not None and self.async_saver.submit_episode(buffer, index):
@@ -301,9 +298,7 @@ class LeRobotDataset:
                     "recover with: python scripts/recover_episodes.py %s --include-partial",
                     self.episode_buffer.num_frames, self.episode_buffer.path, self.root,
                 )
-                with self.episode_buffer.frame_added:
-                    self.episode_buffer.discarded = True  # ends its live encodes; the spool files stay
-                    self.episode_buffer.frame_added.notify_all()
+                self.episode_buffer.abandon()
                 self.episode_buffer = None
         for thread in self._live_encoder_threads.values():
             thread.stop()
@@ -324,13 +319,12 @@ class LeRobotDataset:
 
     # ------------------------------------------------------------------ committing
 
-    def commit_saved_episode(self, buffer: EpisodeBuffer, deadline: Callable[[], None] | None = None) -> int:
-        """Commit a sealed episode, or park it until its encoding batch is full."""
+    def commit_saved_episode(self, buffer: EpisodeBuffer, deadline: Callable[[], None] | None = None) -> None:
+        """Commit a sealed episode, or park it until its encoding batch is full (the saver's worker calls this)."""
         if buffer not in self._awaiting_batch:
             self._awaiting_batch.append(buffer)
         if len(self._awaiting_batch) >= self.batch_encoding_size:
             self._commit_awaiting_batch(deadline)
-        return self.num_episodes - 1
 
     def _commit_awaiting_batch(self, deadline: Callable[[], None] | None = None) -> None:
         while self._awaiting_batch:
