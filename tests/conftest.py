@@ -1,5 +1,5 @@
 """Shared pytest set-up: the `slow` marker is skipped unless --run-slow is given (CI passes it),
-and the `workdir` fixture for tests that start processes."""
+the `workdir` fixture for tests that start processes, and every test run outside the checkout."""
 
 import os
 import signal
@@ -26,6 +26,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(autouse=True)
+def _outside_the_checkout(tmp_path_factory, monkeypatch):
+    """Every test runs in an empty folder of its own, so relative defaults (data/<repo_id>) never see
+    what a user recorded in the checkout (e.g. the README's `dora run dataflow.yml` -> data/sim_demo)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 @pytest.fixture

@@ -68,7 +68,36 @@ def test_main_exits_2_with_one_line_and_help_lists_every_flag():
                  "--record.use_async_save", "--record.async_save_queue_size", "--record.async_save_max_retries",
                  "--record.async_save_timeout_s", "--record.batch_encoding_size", "--record.keys", "--dora.coordinator"):
         assert flag in help_.stdout, flag
-    assert "(default: True)" in help_.stdout and "(default: 10)" in help_.stdout
+    assert "(default: true)" in help_.stdout and "(default: 10)" in help_.stdout
+    assert "calibrate --robot.arm" in help_.stdout and "n end the episode" in help_.stdout
+    flag_lines = [line.split("=")[0].strip() for line in help_.stdout.splitlines() if line.startswith("  --")]
+    assert len(flag_lines) == len(set(flag_lines)), "every flag is listed once"
+    assert "--config_path" not in help_.stdout
+
+
+@pytest.mark.parametrize("argv, resume, async_save", [
+    (["--record.resume"], True, True),
+    (["--record.use_async_save"], False, True),
+    (["--record.use_async_save", "false", "--record.resume"], True, False),
+    (["--record.use_async_save=false", "--record.resume=true"], True, False),
+    (["--record.resume", "--record.use_async_save=no"], True, False),
+])
+def test_boolean_flags_alone_mean_true(argv, resume, async_save, tmp_path):
+    cfg = parse_config([*argv, f"--record.root={tmp_path / 'ds'}"])
+    assert (cfg.record.resume, cfg.record.use_async_save) == (resume, async_save)
+
+
+def test_a_flag_and_its_value_may_be_two_words(tmp_path):
+    cfg = parse_config(["--record.fps", "15", "--robot.type", "sim", "--record.root", str(tmp_path / "ds")])
+    assert cfg.record.fps == 15
+
+
+@pytest.mark.parametrize("argv", [["--record.fps"], ["--record.repo_id", "--record.resume"], ["--robot.cameras"]])
+def test_a_flag_missing_its_value_exits_2_with_one_line(argv, tmp_path):
+    result = subprocess.run([sys.executable, str(MAIN), f"--record.root={tmp_path / 'ds'}", *argv],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "expected a value" in result.stderr, result.stderr
 
 
 def _graph(dataflow):
@@ -119,7 +148,8 @@ def test_unusable_devices_stop_the_console_before_dora_with_one_message_each(tmp
     """Wrong serial ports and a missing camera are named up front; no dataflow is started."""
     main = Path(__file__).resolve().parents[1] / "operating_platform" / "core" / "main.py"
     result = subprocess.run(
-        [sys.executable, str(main), "--robot.type=so101", f"--robot.leader_port={tmp_path}/ttyA",
+        [sys.executable, str(main), "--robot.type=so101", f"--robot.calibration_dir={REPO / 'calibration'}",
+         f"--robot.leader_port={tmp_path}/ttyA",
          f"--robot.follower_port={tmp_path}/ttyB", f"--robot.cameras=top:{tmp_path}/none.mp4",
          f"--record.root={tmp_path}/ds"],
         capture_output=True, text=True, timeout=60,

@@ -8,7 +8,10 @@ and exits 2.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +51,7 @@ class RecordConfig:
     repo_id: str = "sim_demo"
     """Dataset name."""
     root: str = ""
-    """Dataset directory (default: data/<repo_id>)."""
+    """Dataset directory; empty: data/<repo_id> (relative to where you run the console)."""
     single_task: str = "pick the cube and place it in the box"
     """Task description stored with every episode."""
     fps: int = 30
@@ -130,12 +133,73 @@ def camera_specs(robot: RobotConfig) -> list[CameraSpec]:
     return specs
 
 
+BOOL_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")
+
+
+def flag_fields(config=ConsoleConfig) -> list[tuple[str, dataclasses.Field, type]]:
+    """Every `--group.name` flag of the console with its dataclass field and type, in declaration order."""
+    flags = []
+    for group in dataclasses.fields(config):
+        group_type = type_of_group(group.name)
+        hints = typing.get_type_hints(group_type)
+        flags += [(f"--{group.name}.{f.name}", f, hints[f.name]) for f in dataclasses.fields(group_type)]
+    return flags
+
+
 def _normalise_argv(argv: list[str]) -> list[str]:
-    out = []
-    for arg in argv:
-        flag, eq, value = arg.partition("=")
-        out.append(FLAG_ALIASES.get(flag, flag) + eq + value)
+    """Aliases renamed; a bare boolean flag (`--record.resume`) means `=true`; a flag and its value
+    given as two words (`--record.fps 15`) become one."""
+    booleans = {name for name, _, kind in flag_fields() if kind is bool}
+    known = {name for name, _, _ in flag_fields()}
+    out, i = [], 0
+    while i < len(argv):
+        flag, eq, value = argv[i].partition("=")
+        flag = FLAG_ALIASES.get(flag, flag)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if not eq and flag in booleans:
+            if following is not None and following.lower() in BOOL_WORDS:
+                eq, value, i = "=", following, i + 1
+            else:
+                eq, value = "=", "true"
+        elif not eq and flag in known:
+            if following is None or following.startswith("--"):
+                raise ConfigError(f"{flag}: expected a value ({flag}=VALUE)")
+            eq, value, i = "=", following, i + 1
+        out.append(flag + eq + value)
+        i += 1
     return out
+
+
+USAGE = """\
+usage: main.py [--GROUP.FLAG=VALUE ...]     record a dataset (simulated arms and cameras by default)
+       main.py calibrate --robot.arm=leader|follower --robot.port=PORT [--robot.calibration_dir=DIR]
+                                            calibrate one SO-101 arm (main.py calibrate --help)
+
+Keys while recording: n end the episode and save it, r re-record it (discard), p proceed from the
+reset pause, e exit (pending saves are drained first); Ctrl-C = e, twice = stop without waiting.
+A boolean flag alone means true (--record.resume = --record.resume=true).
+Exit codes: 0 done, 1 recording failed, 2 bad flags or unusable dataset location."""
+
+
+def help_text() -> str:
+    """--help: each flag once, with its default and what it does."""
+    from draccus.wrappers.docstring import get_attribute_docstring
+
+    lines = [USAGE]
+    group = None
+    for name, f, kind in flag_fields():
+        if name.split(".")[0] != group:
+            group = name.split(".")[0]
+            lines.append(f"\n{group.lstrip('-')}:")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = str(default).lower() if kind is bool else (repr(default) if default == "" else default)
+        doc = get_attribute_docstring(type_of_group(group), f.name).docstring_below
+        lines.append(f"  {name}={kind.__name__.upper()}  (default: {shown})\n      {doc}")
+    return "\n".join(lines)
+
+
+def type_of_group(flag_group: str) -> type:
+    return typing.get_type_hints(ConsoleConfig)[flag_group.lstrip("-")]
 
 
 def parse_config(argv: list[str]) -> ConsoleConfig:
@@ -145,8 +209,8 @@ def parse_config(argv: list[str]) -> ConsoleConfig:
     except draccus.utils.DecodingError as exc:
         path, message = exc.args if len(exc.args) == 2 else ((), str(exc))
         raise ConfigError(f"--{'.'.join(path)}: {message}") from None
-    except draccus.utils.DraccusException as exc:
-        raise ConfigError(str(exc)) from None
+    except (draccus.utils.DraccusException, argparse.ArgumentError) as exc:
+        raise ConfigError(" ".join(str(exc).split())) from None
     check_config(cfg)
     return cfg
 

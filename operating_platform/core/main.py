@@ -23,7 +23,7 @@ from pathlib import Path
 # Run as a script, this file's folder would shadow top-level modules named config/console/...
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from operating_platform.core.config import ConfigError, ConsoleConfig, camera_specs, parse_config  # noqa: E402
+from operating_platform.core.config import ConfigError, ConsoleConfig, camera_specs, help_text, parse_config  # noqa: E402
 from operating_platform.core.console import run_session  # noqa: E402
 from operating_platform.core.dataflow import write_dataflow  # noqa: E402
 from operating_platform.core.launcher import DoraLauncher, LaunchError, join_as_keyboard, node_logs_to  # noqa: E402
@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         from operating_platform.hardware.so101.calibrate import calibrate_command
 
         return calibrate_command(argv[1:])
+    if {"-h", "--help"} & set(argv):
+        print(help_text())
+        return 0
     try:
         cfg = parse_config(argv)
     except ConfigError as exc:
