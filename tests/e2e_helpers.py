@@ -2,9 +2,13 @@
 
 import json
 import os
+import queue
+import select
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,3 +38,55 @@ def copy_dataflow(workdir: Path) -> Path:
     shutil.copy(REPO / "dataflow.yml", workdir / "dataflow.yml")
     (workdir / "nodes").symlink_to(REPO / "nodes")
     return workdir / "dataflow.yml"
+
+
+class Lines:
+    """A process's stdout lines, read by a thread so every wait has a timeout (a test must not hang)."""
+
+    def __init__(self, stream):
+        self.queue = queue.Queue()
+        self.everything: list[str] = []  # every line read, whether or not next() took it
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.everything.append(line)
+            self.queue.put(line)
+
+    def text(self, timeout_s: float = 30) -> str:
+        """All the output, once the stream ended (or what came within `timeout_s`)."""
+        self._reader.join(timeout_s)
+        return "".join(self.everything)
+
+    def next(self, timeout_s: float = 20) -> str:
+        """The next line; queue.Empty after `timeout_s` without one."""
+        return self.queue.get(timeout=timeout_s)
+
+    def until(self, text: str, timeout_s: float = 60) -> str:
+        """Lines up to and including the first that holds `text`; AssertionError (with what was read) if none does in time."""
+        seen, deadline = [], time.monotonic() + timeout_s
+        while not seen or text not in seen[-1]:
+            try:
+                seen.append(self.next(max(deadline - time.monotonic(), 0.001)))
+            except queue.Empty:
+                raise AssertionError(f"{text!r} not shown within {timeout_s:.0f} s; got: {''.join(seen)[-1500:]!r}") from None
+        return "".join(seen)
+
+
+def read_pty_until(fd: int, text: bytes, timeout_s: float = 60) -> bytes:
+    """Read a pseudo-terminal's screen until `text` shows or `timeout_s` passes; never blocks longer (select),
+    and stops at EOF/EIO, when the program on the other side has gone."""
+    screen, deadline = b"", time.monotonic() + timeout_s
+    while text not in screen and (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: nothing holds the terminal's other side any more
+            break
+        if not chunk:
+            break
+        screen += chunk
+    return screen

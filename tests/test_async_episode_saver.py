@@ -217,12 +217,16 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
 
     def test_retry_then_success(self):
         ds = create(self.root)
-        saver = self._saver_for(ds, max_retries=3, retry_backoff_s=0.2)
+        # Backoffs of 1, 2, 4 s: the fault is cleared right after the first failure is seen, long
+        # before the next attempt, however slow a loaded machine is to schedule this thread.
+        saver = self._saver_for(ds, max_retries=3, retry_backoff_s=1.0)
         blocker = self._block_data_dir()
         record_episode(ds, 0, 5)
         with self.assertLogs("AsyncEpisodeSaver", level="WARNING") as logs:
             saver.submit_episode(ds.end_episode(), 0)
-            time.sleep(0.1)
+            deadline = time.monotonic() + 60
+            while saver.get_status()["total_retries"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)  # wait for the event (first attempt failed), not for a fixed time
             blocker.unlink()  # the fault clears while the saver backs off
             self.assertTrue(saver.wait_for_completion(timeout=60))
         self.assertTrue(any("retrying in" in line for line in logs.output))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from e2e_helpers import REPO, assert_valid, copy_dataflow
+from e2e_helpers import REPO, Lines, assert_valid, copy_dataflow, read_pty_until
 
 from operating_platform.core.launcher import DoraLauncher, dora_binary
 
@@ -114,11 +114,13 @@ def test_ctrl_c_or_sigterm_drains_saves_and_stops_every_process(workdir, sig):
            "--record.num_episodes=3"]
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, env={**os.environ, "TMPDIR": str(workdir)})
+    stdout, stderr = Lines(proc.stdout), Lines(proc.stderr)
     try:
-        assert "recording into" in proc.stdout.readline()
+        stdout.until("recording into", timeout_s=120)
         time.sleep(3)  # record ~2 s of the first episode
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=90)
+        proc.wait(timeout=90)
+        out, err = stdout.text(), stderr.text()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -146,9 +148,7 @@ def test_keyboard_node_joins_dora_run_from_a_terminal(workdir):
                                     stderr=follower, cwd=workdir, start_new_session=True)
         def wait_for_screen(text: bytes) -> None:
             """Read the keyboard node's status line until `text` shows (keys act on what the recorder is doing)."""
-            screen, deadline = b"", time.monotonic() + 60
-            while text not in screen and time.monotonic() < deadline:
-                screen += os.read(leader, 4096)
+            screen = read_pty_until(leader, text, timeout_s=60)
             assert text in screen, screen[-500:]
 
         wait_for_screen(b"episode 1/5 frame ")  # recording has started

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from e2e_helpers import Lines
 
 from operating_platform.hardware.feetech.bus import FeetechBus
 from operating_platform.hardware.feetech.emulator import ServoBusEmulator
@@ -172,7 +173,8 @@ def test_emulator_cli_runs_as_a_process_with_stdin_commands(tmp_path):
         text=True,
     )
     try:
-        path = proc.stdout.readline().strip()
+        lines = Lines(proc.stdout)
+        path = lines.next().strip()
         assert os.path.realpath(link) == path  # a stable name for dataflow env
         with FeetechBus(str(link)) as bus:
             with pytest.raises(FeetechMissingServoError):
@@ -181,7 +183,7 @@ def test_emulator_cli_runs_as_a_process_with_stdin_commands(tmp_path):
             proc.stdin.write(json.dumps({"cmd": "fault", "kind": "corrupt_checksum", "id": 1}) + "\n")
             proc.stdin.write(json.dumps({"cmd": "bogus"}) + "\n")
             proc.stdin.flush()
-            assert [json.loads(proc.stdout.readline()) for _ in range(3)] == [
+            assert [json.loads(lines.next()) for _ in range(3)] == [
                 {"ok": True},
                 {"ok": True},
                 {"ok": False, "error": "unknown command 'bogus'"},

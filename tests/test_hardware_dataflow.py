@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from e2e_helpers import REPO, assert_valid
+from e2e_helpers import REPO, Lines, assert_valid
 
 W, H, FPS = 160, 120, 30
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ class Emulator:
             [sys.executable, "-m", "operating_platform.hardware.feetech.emulator", *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
         )
-        self.port = self.proc.stdout.readline().strip()
+        self.port = Lines(self.proc.stdout).next().strip()
 
     def kill(self) -> None:
         self.proc.kill()

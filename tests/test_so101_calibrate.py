@@ -1,15 +1,15 @@
 """The interactive calibration procedure, with an emulated arm moved by a scripted 'operator'."""
 
 import json
-import queue
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from e2e_helpers import Lines
 
 from operating_platform.hardware.feetech.emulator import ServoBusEmulator
 from operating_platform.hardware.feetech.protocol import FeetechMissingServoError
@@ -89,15 +89,6 @@ def test_unplugged_servo_and_bad_arguments(tmp_path):
         run_calibration("leader", "/dev/null", tmp_path, robot_type="koch")
 
 
-class Lines:
-    """A process's stdout lines, read by a thread so every wait has a timeout (a test must not hang)."""
-
-    def __init__(self, stream):
-        self.queue = queue.Queue()
-        threading.Thread(target=lambda: [self.queue.put(line) for line in stream], daemon=True).start()
-
-    def next(self, timeout_s: float = 20) -> str:
-        return self.queue.get(timeout=timeout_s)
 
 
 @pytest.mark.slow
