@@ -48,14 +48,6 @@ def test_bad_flags_raise_one_clear_line(argv, message, tmp_path):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_existing_dataset_needs_resume(tmp_path):
-    (tmp_path / "ds" / "meta").mkdir(parents=True)
-    (tmp_path / "ds" / "meta" / "info.json").write_text("{}")
-    with pytest.raises(ConfigError, match="--record.resume=true"):
-        parse_config([f"--record.root={tmp_path / 'ds'}"])
-    parse_config([f"--record.root={tmp_path / 'ds'}", "--record.resume=true"])
-
-
 def test_main_exits_2_with_one_line_and_help_lists_every_flag():
     bad = subprocess.run([sys.executable, str(MAIN), "--record.num_episodes=-1"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0

@@ -204,14 +204,3 @@ def test_console_records_from_a_video_file_camera(workdir):
     info = assert_valid(workdir / "ds")
     assert info["features"]["observation.images.top"]["shape"] == [240, 320, 3]
     assert info["features"]["observation.images.wrist"]["shape"] == [240, 320, 3]
-
-
-def test_resuming_into_an_incompatible_dataset_stops_with_the_reason(workdir):
-    from operating_platform.dataset import LeRobotDataset, build_features
-
-    LeRobotDataset.create("other", root=workdir / "ds", fps=30, use_async_saver=False,
-                          features=build_features(["a", "b"], {"top": (48, 64)})).close()
-    result = run_console(workdir, "--record.resume=true", "--record.episode_time_s=30")
-    assert result.returncode == 1
-    assert "saver: cannot open the dataset" in result.stdout, result.stdout + result.stderr
-    assert json.loads((workdir / "ds" / "meta" / "info.json").read_text())["total_episodes"] == 0

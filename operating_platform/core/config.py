@@ -3,7 +3,7 @@
 Names follow DoRobot/LeRobot (`--robot.robot_type`, alias `--robot.type`,
 `--record.use_async_save`, ...). `parse_config` turns every bad flag or impossible
 combination into a `ConfigError` with one line naming the flag; main.py prints it
-and exits 2.
+and exits 2. The dataset location itself is checked by preflight.py.
 """
 
 from __future__ import annotations
@@ -253,11 +253,6 @@ def check_config(cfg: ConsoleConfig) -> None:
         parse_key_script(record.keys)
     except KeyScriptError as exc:
         raise ConfigError(f"--record.keys: {exc}") from None
-    root = record.dataset_root
-    if (root / "meta" / "info.json").exists() and not record.resume:
-        raise ConfigError(f"--record.root: {root} already holds a dataset; add --record.resume=true to append to it")
-    if root.exists() and not (root / "meta" / "info.json").exists() and any(root.iterdir()):
-        raise ConfigError(f"--record.root: {root} exists, is not empty and is not a dataset; choose another root")
     if cfg.dora.coordinator and not re.match(r"^[^:\s]+(:\d+)?$", cfg.dora.coordinator):
         raise ConfigError(f"--dora.coordinator={cfg.dora.coordinator!r}: expected host or host:port")
 

@@ -7,7 +7,7 @@ Renders the dataflow for the flags, starts it with dora (a private coordinator a
 daemon unless --dora.coordinator names a running `dora up`), joins it as the
 `keyboard` node and shows live status. Keys: n = end episode and save,
 r = re-record, p = proceed from reset, e = exit (pending saves are drained first).
-Exit codes: 0 done, 1 recording failed, 2 bad flags.
+Exit codes: 0 done, 1 recording failed, 2 bad flags or unusable dataset location.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from operating_platform.core.config import ConfigError, ConsoleConfig, camera_sp
 from operating_platform.core.console import run_session  # noqa: E402
 from operating_platform.core.dataflow import write_dataflow  # noqa: E402
 from operating_platform.core.launcher import DoraLauncher, LaunchError, join_as_keyboard, node_logs_to  # noqa: E402
+from operating_platform.core.preflight import LocationError, check_dataset_location  # noqa: E402
 from operating_platform.dataflow.keyboard import (  # noqa: E402
     ScriptedKeys,
     parse_key_script,
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = parse_config(argv)
-    except ConfigError as exc:
+        check_dataset_location(cfg)
+    except (ConfigError, LocationError) as exc:
         print(f"main.py: error: {exc}", file=sys.stderr)
         return 2
     if problem := hardware_problem(cfg):

@@ -1,0 +1,102 @@
+"""The dataset location is checked before dora starts: one line, exit 2, about a second, nothing left behind."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from e2e_helpers import REPO
+
+from operating_platform.core.config import parse_config
+from operating_platform.core.preflight import LocationError, check_dataset_location
+from operating_platform.dataset import LeRobotDataset, build_features
+from operating_platform.hardware.base import SO101_JOINT_NAMES
+
+MAIN = REPO / "operating_platform" / "core" / "main.py"
+
+
+def make_dataset(root, fps=30, joints=SO101_JOINT_NAMES, cameras=None, robot_type="so101"):
+    cameras = {"top": (480, 640), "wrist": (480, 640)} if cameras is None else cameras
+    LeRobotDataset.create("x", root=root, fps=fps, robot_type=robot_type, use_async_saver=False,
+                          features=build_features(list(joints), cameras)).close()
+
+
+def check(tmp_path, *flags):
+    return check_dataset_location(parse_config([f"--record.root={tmp_path / 'ds'}", *flags]))
+
+
+def test_a_new_nested_root_passes_and_nothing_is_created(tmp_path):
+    assert check_dataset_location(parse_config([f"--record.root={tmp_path / 'a' / 'b' / 'ds'}"])) == tmp_path / "a" / "b" / "ds"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("root, message", [
+    ("/proc/x", "--record.root=/proc/x: not writable"),
+    ("/dev/null/ds", "--record.root=/dev/null/ds: cannot be created, /dev/null is not a folder"),
+])
+def test_unusable_roots_are_named(root, message):
+    with pytest.raises(LocationError) as err:
+        check_dataset_location(parse_config([f"--record.root={root}"]))
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_read_only_folder_is_refused(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(LocationError, match="not writable"):
+            check(tmp_path)
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_existing_dataset_needs_resume_and_a_non_dataset_folder_is_refused(tmp_path):
+    make_dataset(tmp_path / "ds")
+    with pytest.raises(LocationError, match="already holds a dataset; add --record.resume"):
+        check(tmp_path)
+    check(tmp_path, "--record.resume")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(LocationError, match="is not empty and is not a dataset"):
+        check_dataset_location(parse_config([f"--record.root={tmp_path / 'other'}"]))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(LocationError, match="exists and is not a folder"):
+        check_dataset_location(parse_config([f"--record.root={tmp_path / 'file'}"]))
+
+
+@pytest.mark.parametrize("dataset, flags, message", [
+    (dict(fps=15), [], "fps differs (dataset 15, requested 30)"),
+    (dict(robot_type="koch"), [], "robot_type differs"),
+    (dict(joints=["a", "b"]), [], "feature 'action' differs"),
+    (dict(cameras={"top": (480, 640)}), [], "cameras differ (dataset ['observation.images.top']"),
+    (dict(), ["--robot.camera_width=320", "--robot.camera_height=240"], "'observation.images.top' differs"),
+])
+def test_resume_into_an_incompatible_dataset_names_the_mismatch(tmp_path, dataset, flags, message):
+    make_dataset(tmp_path / "ds", **dataset)
+    with pytest.raises(LocationError) as err:
+        check(tmp_path, "--record.resume", *flags)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("setup, flags", [
+    (lambda tmp: None, ["--record.root=/proc/x"]),
+    (lambda tmp: None, ["--record.root=/dev/null/ds"]),
+    (lambda tmp: make_dataset(tmp / "ds", fps=15), ["--record.resume"]),
+])
+def test_console_stops_before_dora_in_about_a_second(tmp_path, setup, flags):
+    setup(tmp_path)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(MAIN), f"--record.root={tmp_path / 'ds'}", *flags], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "TMPDIR": str(tmp_path)})
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("main.py: error: --record.root="), result.stderr
+    assert "recording into" not in result.stdout
+    assert elapsed < 10, f"{elapsed:.1f} s"  # ~1 s on an idle machine; generous for a loaded one
+    assert not list(tmp_path.glob("op-record-*")), "no run folder left behind"
+    if (tmp_path / "ds" / "meta").exists():
+        assert json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())["total_episodes"] == 0
