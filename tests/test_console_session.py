@@ -2,10 +2,13 @@
 the drain messages operators look for are printed, malformed status is ignored."""
 
 import io
+import re
+import time
 
 import pyarrow as pa
 
-from operating_platform.core.console import Console
+from operating_platform.core.console import Console, ConsoleState, key_feedback
+from operating_platform.core.progress import StartupProgress
 from operating_platform.dataflow.keyboard import ScriptedKeys, parse_key_script
 from operating_platform.dataflow.messages import decode_key, encode_status
 
@@ -70,3 +73,45 @@ def test_a_saver_that_cannot_save_stops_the_session():
     out = io.StringIO()
     state = Console(node, ScriptedKeys([]), out=out, interactive=False).run()
     assert node.sent == [("key", "e")] and "disk full" in out.getvalue() and state.finished
+
+
+def test_status_line_wording_at_the_last_episode_and_at_the_end():
+    state = ConsoleState(recorder={"phase": "saving", "episode": 3, "num_episodes": 3})
+    assert state.line().startswith("episode 3/3 saving |")
+    state = ConsoleState(recorder={"phase": "done", "episodes_saved": 3, "episode": 3, "num_episodes": 3})
+    assert state.line().startswith("done: 3 episodes recorded |")
+    assert ConsoleState(recorder={"phase": "done", "episodes_saved": 1}).line().startswith("done: 1 episode recorded |")
+
+
+def test_every_key_is_answered_at_once_even_when_it_does_nothing():
+    events = [status("recorder_status", phase="recording", episode=1, num_episodes=3, frame=2, episode_frames=90)] * 40
+    node = EventSource(events)
+    out = io.StringIO()
+    Console(node, ScriptedKeys(parse_key_script("p,n")), out=out, interactive=False, dataset="/data/x").run()
+    text = out.getvalue()
+    assert "recording into /data/x — keys: n save, r re-record, p proceed, e exit" in text
+    assert "p: nothing to proceed from while recording" in text and "n: ending episode 2 and saving it" in text
+    assert node.sent == [("key", "p"), ("key", "n")]
+    assert key_feedback("p", ConsoleState(recorder={"phase": "resetting", "episode": 2, "num_episodes": 3})) == \
+        "p: reset pause skipped, episode 3 starts"
+    assert key_feedback("r", ConsoleState(recorder={"phase": "recording", "episode": 0})) == \
+        "r: discarding episode 1; it is recorded again"
+
+
+def test_start_up_steps_show_the_elapsed_time():
+    out = io.StringIO()
+    progress = StartupProgress(out, interactive=False, started_at=time.monotonic() - 2.5)
+    progress.step("starting the dataflow")
+    progress.done()
+    assert re.fullmatch(r"\[  2\.\d s\] starting the dataflow\n", out.getvalue())
+
+
+def test_start_up_progress_counts_in_place_on_a_terminal():
+    out = io.StringIO()
+    with StartupProgress(out, interactive=True) as progress:
+        progress.step("starting a private dora coordinator")
+        time.sleep(0.5)  # a few ticks redraw the line with the time so far
+        progress.step("starting the dataflow")
+    screen = out.getvalue()
+    assert screen.count("\n") == 2, "one line per step, redrawn in place with \\r"
+    assert screen.count("\r\x1b[2K[") >= 3 and "starting the dataflow ..." in screen

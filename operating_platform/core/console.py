@@ -14,7 +14,10 @@ from typing import Protocol, TextIO
 
 from operating_platform.dataflow.messages import MessageError, decode_status, encode_key
 
+from .progress import StartupProgress
+
 STATUS_PERIOD_S = 0.2
+KEY_HELP = "keys: n save, r re-record, p proceed, e exit"
 
 
 class KeySource(Protocol):
@@ -35,15 +38,27 @@ class ConsoleState:
         """Frames sent by the recorder not yet received by the saver (0 at the end, or frames were lost)."""
         return self.recorder.get("frames_sent", 0) - self.saver.get("frames_received", 0)
 
+    @property
+    def phase(self) -> str:
+        return self.recorder.get("phase", "starting")
+
+    @property
+    def episode_number(self) -> int:
+        """1-based; the count stops at num_episodes (after the last episode the recorder's index is past it)."""
+        number = self.recorder.get("episode", 0) + 1
+        total = self.recorder.get("num_episodes")
+        return min(number, total) if isinstance(total, int) else number
+
     def line(self) -> str:
         r, s = self.recorder, self.saver
-        phase = r.get("phase", "starting")
+        phase = self.phase
         if phase == "done":
-            episode = f"{r.get('episodes_saved', 0)} episodes recorded"
+            saved = r.get("episodes_saved", 0)
+            episode = f"done: {saved} episode{'' if saved == 1 else 's'} recorded"
         else:
-            episode = f"episode {r.get('episode', 0) + 1}/{r.get('num_episodes', '?')}"
-        frames = f"frame {r.get('frame', 0)}/{r.get('episode_frames', '?')}" if phase == "recording" else phase
-        return (f"{episode} {frames} | save queue {s.get('queue_depth', 0)} pending {s.get('pending', 0)} | "
+            episode = f"episode {self.episode_number}/{r.get('num_episodes', '?')} "
+            episode += f"frame {r.get('frame', 0)}/{r.get('episode_frames', '?')}" if phase == "recording" else phase
+        return (f"{episode} | save queue {s.get('queue_depth', 0)} pending {s.get('pending', 0)} | "
                 f"saved {s.get('completed', 0)} failed {s.get('failed', 0)} | "
                 f"dropped {s.get('sequence_gaps', 0)} (in flight {max(self.in_flight, 0)})")
 
@@ -51,11 +66,15 @@ class ConsoleState:
 class Console:
     """Drives one recording session through a connected dora node (or anything with next/send_output)."""
 
-    def __init__(self, node, keys: KeySource, out: TextIO | None = None, interactive: bool = True):
+    def __init__(self, node, keys: KeySource, out: TextIO | None = None, interactive: bool = True,
+                 progress: StartupProgress | None = None, dataset: str = ""):
         self.node = node
         self.keys = keys
         self.out = out or sys.stdout
         self.interactive = interactive
+        self.progress = progress or StartupProgress(self.out, interactive=False)
+        self.dataset = dataset
+        self.recording_started = False
         self.state = ConsoleState()
         self.exit_requested = False
         self._said_waiting = False
@@ -76,16 +95,27 @@ class Console:
             if event["type"] == "INPUT":
                 self._on_status(event["id"], event["value"])
             now = time.monotonic()
-            if self.state.recorder.get("phase") == "recording" and hasattr(self.keys, "start"):
-                self.keys.start(now)
+            if self.state.phase == "recording":
+                self._on_recording_started()
+                if hasattr(self.keys, "start"):
+                    self.keys.start(now)
             for key in self.keys.poll(now):
                 if key == "e":
                     self.request_exit()
                 else:
+                    self._print(key_feedback(key, self.state))
                     self.node.send_output("key", encode_key(key))
             self._show_progress(now)
+        self.progress.done()
         self._finish_line()
         return self.state
+
+    def _on_recording_started(self) -> None:
+        if not self.recording_started:
+            self.recording_started = True
+            self.progress.done()
+            where = f"recording into {self.dataset} — " if self.dataset else "recording — "
+            self._print(self.progress.stamp(where + KEY_HELP))
 
     def _on_status(self, input_id: str, value) -> None:
         try:
@@ -94,6 +124,8 @@ class Console:
             self._print(f"ignored malformed {input_id}: {exc}")
             return
         if input_id == "recorder_status":
+            if not self.state.recorder and status.get("phase") == "waiting_for_inputs":
+                self.progress.step("recorder and saver are up; waiting for the first frame of every camera and arm")
             self.state.recorder = status
         elif input_id == "saver_status":
             self.state.saver = status
@@ -105,8 +137,8 @@ class Console:
                 self._print(f"Waiting for {status['pending']} pending saves...")
 
     def _show_progress(self, now: float) -> None:
-        if now - self._last_line < STATUS_PERIOD_S:
-            return
+        if now - self._last_line < STATUS_PERIOD_S or not self.recording_started:
+            return  # until recording starts, the start-up progress line is on screen
         self._last_line = now
         if self.interactive:
             self.out.write("\r\x1b[2K" + self.state.line())
@@ -132,10 +164,23 @@ class Console:
                     f"stale samples skipped {r.get('stale_skips', 0)}, input staleness {r.get('staleness')}")
 
 
-def run_session(node, keys_context) -> ConsoleState:
+def key_feedback(key: str, state: ConsoleState) -> str:
+    """What a key press does now, said at once (a key that does nothing in this phase says so)."""
+    phase, number = state.phase, state.episode_number
+    if phase == "recording":
+        return {"n": f"n: ending episode {number} and saving it",
+                "r": f"r: discarding episode {number}; it is recorded again",
+                "p": "p: nothing to proceed from while recording (p skips the reset pause; n ends the episode)"}[key]
+    if phase == "resetting":
+        return {"n": f"{key}: reset pause skipped, episode {number} starts", "p": f"p: reset pause skipped, episode {number} starts",
+                "r": "r: nothing to re-record during the reset pause"}[key]
+    return f"{key}: ignored while {phase}"
+
+
+def run_session(node, keys_context, progress: StartupProgress | None = None, dataset: str = "") -> ConsoleState:
     """Run the console until the saver is done; Ctrl-C once = `e` (drain), twice = give up."""
     with keys_context as keys:
-        console = Console(node, keys, interactive=sys.stdout.isatty())
+        console = Console(node, keys, interactive=sys.stdout.isatty(), progress=progress, dataset=dataset)
         try:
             return console.run()
         except KeyboardInterrupt:

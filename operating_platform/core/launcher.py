@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_COORDINATOR_PORT = 6013
@@ -81,17 +82,21 @@ class DoraLauncher:
         self._procs.append(proc)
         return proc, log
 
-    def up(self, timeout_s: float = 30.0) -> None:
-        """Private mode: a coordinator and a daemon of our own, on free ports."""
+    def up(self, timeout_s: float = 30.0, say: Callable[[str], None] = lambda step: None) -> None:
+        """Private mode: a coordinator and a daemon of our own, on free ports. `say` hears each step."""
         if not self.private:
+            say(f"using the dora coordinator at {self.coordinator_addr}:{self.coordinator_port}")
             return
         self.coordinator_port, self.daemon_port = free_port(), free_port()
+        say(f"starting a private dora coordinator (port {self.coordinator_port})")
         coordinator, log = self._spawn("coordinator", ["coordinator", "--port", str(self.coordinator_port),
                                                        "--store", "memory", "--quiet"])
         _wait_for_port(self.coordinator_port, timeout_s, coordinator, "dora coordinator", log)
+        say(f"starting a private dora daemon (port {self.daemon_port})")
         daemon, log = self._spawn("daemon", ["daemon", "--coordinator-port", str(self.coordinator_port),
                                              "--local-listen-port", str(self.daemon_port)])
         _wait_for_port(self.daemon_port, timeout_s, daemon, "dora daemon", log)
+        say("waiting for the daemon to register with the coordinator")
         deadline = time.monotonic() + timeout_s
         while "Daemon: Running" not in self.status(timeout_s):
             if time.monotonic() > deadline:

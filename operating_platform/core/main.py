@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 # Run as a script, this file's folder would shadow top-level modules named config/console/...
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -28,6 +30,7 @@ from operating_platform.core.console import run_session  # noqa: E402
 from operating_platform.core.dataflow import write_dataflow  # noqa: E402
 from operating_platform.core.launcher import DoraLauncher, LaunchError, join_as_keyboard, node_logs_to  # noqa: E402
 from operating_platform.core.preflight import LocationError, check_dataset_location  # noqa: E402
+from operating_platform.core.progress import StartupProgress  # noqa: E402
 from operating_platform.dataflow.keyboard import (  # noqa: E402
     ScriptedKeys,
     parse_key_script,
@@ -51,19 +54,23 @@ def record(cfg: ConsoleConfig) -> int:
     # (background jobs of a non-interactive shell inherit SIG_IGN, and Python keeps it).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     state = None
+    progress = StartupProgress()
     try:
-        launcher.up()
+        launcher.up(say=progress.step)
+        nodes = [n["id"] for n in yaml.safe_load(dataflow.read_text())["nodes"] if n.get("path") != "dynamic"]
+        progress.step(f"starting the dataflow: {len(nodes)} nodes ({', '.join(nodes)})")
         launcher.start(dataflow, name=f"record-{cfg.record.repo_id}-{int(time.time())}")
         with node_logs_to(run_dir / "keyboard.log"):
+            progress.step("joining the dataflow as its keyboard node; waiting for the recorder and saver to start")
             node = join_as_keyboard(launcher.daemon_port, cfg.dora.start_timeout_s)
-            print(f"recording into {cfg.record.dataset_root} — keys: n save, r re-record, p proceed, e exit",
-                  flush=True)
-            state = run_session(node, key_source(cfg))
+            state = run_session(node, key_source(cfg), progress, str(cfg.record.dataset_root.resolve()))
             del node
     except LaunchError as exc:
+        progress.done()
         print(f"main.py: {exc} (dora logs: {run_dir})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        progress.done()
         print("\ninterrupted: stopping the dataflow without waiting for the saver", file=sys.stderr)
         return 1
     finally:
