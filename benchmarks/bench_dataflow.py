@@ -86,7 +86,7 @@ def run_session(mode: str, args, workdir: Path) -> Session:
         started = time.monotonic()
         launcher.start(write_dataflow(cfg, run_dir / "dataflow.yml"), f"bench-{mode}")
         with node_logs_to(run_dir / "keyboard.log"):
-            node = join_as_keyboard(launcher.daemon_port, 60)
+            node = join_as_keyboard(launcher, 60)
             watch(node, session, root, args)
             del node
         session.wall_s = time.monotonic() - started

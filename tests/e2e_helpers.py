@@ -90,3 +90,28 @@ def read_pty_until(fd: int, text: bytes, timeout_s: float = 60) -> bytes:
             break
         screen += chunk
     return screen
+
+
+ZENOH_SCOUTING = ("224.0.0.224", 7446)  # zenoh's multicast scouting group
+
+
+def udp_sockets_of(pids: list[int]) -> set[tuple[str, int]]:
+    """(address, port) of every UDP socket the processes hold, from /proc (no ss/netstat needed)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                address, port = fields[1].split(":")
+                ip = ".".join(str(b) for b in reversed(bytes.fromhex(address[-8:]))) if len(address) in (8, 32) else address
+                found.add((ip, int(port, 16)))
+    return found

@@ -12,7 +12,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from e2e_helpers import REPO, Lines, assert_valid, copy_dataflow, read_pty_until
+from e2e_helpers import (
+    REPO,
+    ZENOH_SCOUTING,
+    Lines,
+    assert_valid,
+    copy_dataflow,
+    processes_mentioning,
+    read_pty_until,
+    udp_sockets_of,
+)
 
 from operating_platform.core.launcher import DoraLauncher, dora_binary
 
@@ -26,10 +35,14 @@ MAIN = REPO / "operating_platform" / "core" / "main.py"
 SHORT = ["--record.episode_time_s=1.5", "--record.reset_time_s=0.3"]
 
 
+def console_env(workdir: Path) -> dict:
+    return {**os.environ, "TMPDIR": str(workdir), "XDG_STATE_HOME": str(workdir / "state")}
+
+
 def run_console(workdir: Path, *flags: str, timeout: float = 150) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(MAIN), f"--record.root={workdir / 'ds'}", *flags]
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "TMPDIR": str(workdir)})
+                            start_new_session=True, env=console_env(workdir))
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -77,6 +90,16 @@ def test_console_keys_n_r_e_and_the_rerecorded_episode_leaves_no_trace(workdir):
     recorded = int(result.stdout.split("frames recorded ")[1].split(",")[0])
     assert recorded == info["total_frames"]
     assert not any((workdir / "ds").rglob("*.mp4.tmp")) and not list((workdir / "ds" / ".spool").glob("*/*"))
+    assert_quiet_and_logged(result)
+
+
+def assert_quiet_and_logged(result: subprocess.CompletedProcess) -> None:
+    """A successful session shows no dora ERROR/WARN lines; the full logs are in the folder it names."""
+    screen = result.stdout + result.stderr
+    assert not [line for line in screen.splitlines() if "ERROR" in line or "WARN" in line], screen
+    logs = Path(result.stdout.split("full logs: ")[-1].split()[0])
+    assert logs.is_dir() and (logs / "daemon.log").is_file() and list(logs.glob("out/*/log_saver.jsonl"))
+    assert "[saver] recording into" in "".join(p.read_text() for p in logs.glob("out/*/log_saver.jsonl"))
 
 
 def test_sync_and_async_sessions_write_identical_structure(workdir):
@@ -113,10 +136,13 @@ def test_ctrl_c_or_sigterm_drains_saves_and_stops_every_process(workdir, sig):
     cmd = [sys.executable, str(MAIN), f"--record.root={workdir / 'ds'}", "--record.episode_time_s=60",
            "--record.num_episodes=3"]
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "TMPDIR": str(workdir)})
+                            start_new_session=True, env=console_env(workdir))
     stdout, stderr = Lines(proc.stdout), Lines(proc.stderr)
     try:
         stdout.until("recording into", timeout_s=120)
+        session = [pid for pid in processes_mentioning(str(workdir)) if pid != proc.pid]
+        assert len(session) >= 8, "coordinator, daemon and the six nodes"
+        assert ZENOH_SCOUTING not in udp_sockets_of(session), "the session must not scout for other dataflows"
         time.sleep(3)  # record ~2 s of the first episode
         proc.send_signal(sig)
         proc.wait(timeout=90)
@@ -144,6 +170,11 @@ def test_keyboard_node_joins_dora_run_from_a_terminal(workdir):
     keyboard = None
     try:
         time.sleep(3)
+        elsewhere = workdir / "elsewhere"
+        elsewhere.mkdir()
+        refused = subprocess.run([sys.executable, str(REPO / "nodes" / "keyboard.py")], cwd=elsewhere, capture_output=True,
+                                 text=True, timeout=60)
+        assert refused.returncode == 2 and "--dataflow=" in refused.stderr, "not started here: named, or refused"
         keyboard = subprocess.Popen([sys.executable, str(REPO / "nodes" / "keyboard.py")], stdin=follower, stdout=follower,
                                     stderr=follower, cwd=workdir, start_new_session=True)
         def wait_for_screen(text: bytes) -> None:

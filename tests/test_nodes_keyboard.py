@@ -22,14 +22,19 @@ def test_parse_key_script():
 
 
 def test_scripted_keys_start_with_recording_and_follow_the_delays():
-    keys = ScriptedKeys(parse_key_script("n@2,r@1,e@0"))
+    keys = ScriptedKeys(parse_key_script("n@2,p@1,r@1,e@0"))
     assert keys.poll(100.0) == [], "nothing before start()"
-    keys.start(10.0)
-    keys.start(11.0)  # a second start does not move the clock
+    keys.start(10.0, take=0)
+    keys.start(11.0, take=0)  # a second start does not move the clock
     assert keys.poll(11.9) == []
     assert keys.poll(12.0) == ["n"]
-    assert keys.poll(12.5) == []
-    assert keys.poll(13.1) == ["r", "e"] and keys.exhausted
+    keys.start(12.1, take=0)  # the take n ended still shows as recording (status lags): not a new take
+    assert keys.poll(20.0) == [], "p waits for the next take, however long saving and the reset pause take"
+    keys.start(20.0, take=1)
+    assert keys.poll(20.9) == [] and keys.poll(21.0) == ["p"]
+    assert keys.poll(22.0) == ["r"], "p does not end the take: r follows 1 s after it"
+    keys.start(22.5, take=(1, 1))
+    assert keys.poll(22.5) == ["e"] and keys.exhausted
 
 
 @pytest.fixture

@@ -79,7 +79,7 @@ class RecordConfig:
     batch_encoding_size: int = 1
     """Encode videos every N episodes (1: encode live while recording)."""
     keys: str = ""
-    """Scripted keys instead of the terminal, e.g. "n@4,r@2,e@3" (key@seconds after the previous key)."""
+    """Scripted keys instead of the terminal, e.g. "n@4,r@2,e@3": key@seconds after the previous key, counted from the start of the next take after n or r."""
 
     @property
     def dataset_root(self) -> Path:

@@ -98,7 +98,8 @@ class Console:
             if self.state.phase == "recording":
                 self._on_recording_started()
                 if hasattr(self.keys, "start"):
-                    self.keys.start(now)
+                    r = self.state.recorder
+                    self.keys.start(now, take=(r.get("episode", 0), r.get("episodes_discarded", 0)))
             for key in self.keys.poll(now):
                 if key == "e":
                     self.request_exit()

@@ -65,7 +65,14 @@ class DoraLauncher:
         self.coordinator_port = int(port) if port else DEFAULT_COORDINATOR_PORT
         self.daemon_port = daemon_port
         self.dataflow_id: str | None = None
+        self.zenoh_port: int | None = None  # private daemon's zenoh listener
         self._procs: list[subprocess.Popen] = []
+
+    def zenoh_env(self) -> dict[str, str]:
+        """Environment a dynamic node needs to reach a private daemon that does not scout (empty otherwise)."""
+        if self.zenoh_port is None:
+            return {}
+        return {"DORA_ZENOH_MULTICAST": "off", "DORA_ZENOH_CONNECT": f"tcp/127.0.0.1:{self.zenoh_port}"}
 
     def _cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         cmd = [self.dora, *args, "--coordinator-addr", self.coordinator_addr,
@@ -93,8 +100,12 @@ class DoraLauncher:
                                                        "--store", "memory", "--quiet"])
         _wait_for_port(self.coordinator_port, timeout_s, coordinator, "dora coordinator", log)
         say(f"starting a private dora daemon (port {self.daemon_port})")
+        # No multicast scouting: this daemon and its nodes meet only each other, never another
+        # dataflow on the machine (or the network); the keyboard joins through zenoh_env().
+        self.zenoh_port = free_port()
         daemon, log = self._spawn("daemon", ["daemon", "--coordinator-port", str(self.coordinator_port),
-                                             "--local-listen-port", str(self.daemon_port)])
+                                             "--local-listen-port", str(self.daemon_port), "--zenoh-no-multicast",
+                                             "--zenoh-listen", f"127.0.0.1:{self.zenoh_port}"])
         _wait_for_port(self.daemon_port, timeout_s, daemon, "dora daemon", log)
         say("waiting for the daemon to register with the coordinator")
         deadline = time.monotonic() + timeout_s
@@ -160,10 +171,12 @@ def _terminate_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
             time.sleep(0.05)
 
 
-def join_as_keyboard(daemon_port: int, timeout_s: float):
+def join_as_keyboard(launcher: DoraLauncher, timeout_s: float):
     """Connect as the dataflow's dynamic `keyboard` node (the dataflow must be started)."""
     from dora import Node
 
+    os.environ.update(launcher.zenoh_env())
+    daemon_port = launcher.daemon_port
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -13,10 +13,9 @@ Exit codes: 0 done, 1 recording failed, 2 bad flags or unusable dataset location
 from __future__ import annotations
 
 import contextlib
-import shutil
+import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,7 +45,8 @@ def key_source(cfg: ConsoleConfig):
 
 
 def record(cfg: ConsoleConfig) -> int:
-    run_dir = Path(tempfile.mkdtemp(prefix="op-record-"))
+    name = f"record-{cfg.record.repo_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = run_log_dir(name)
     dataflow = write_dataflow(cfg, run_dir / "dataflow.yml")
     launcher = DoraLauncher(run_dir, cfg.dora.coordinator, cfg.dora.daemon_port)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # so the terminal and dora are cleaned up on kill
@@ -55,14 +55,15 @@ def record(cfg: ConsoleConfig) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     state = None
     progress = StartupProgress()
+    print(f"full logs (dora, every node): {run_dir}", flush=True)
     try:
         launcher.up(say=progress.step)
         nodes = [n["id"] for n in yaml.safe_load(dataflow.read_text())["nodes"] if n.get("path") != "dynamic"]
         progress.step(f"starting the dataflow: {len(nodes)} nodes ({', '.join(nodes)})")
-        launcher.start(dataflow, name=f"record-{cfg.record.repo_id}-{int(time.time())}")
+        launcher.start(dataflow, name=name)
         with node_logs_to(run_dir / "keyboard.log"):
             progress.step("joining the dataflow as its keyboard node; waiting for the recorder and saver to start")
-            node = join_as_keyboard(launcher.daemon_port, cfg.dora.start_timeout_s)
+            node = join_as_keyboard(launcher, cfg.dora.start_timeout_s)
             state = run_session(node, key_source(cfg), progress, str(cfg.record.dataset_root.resolve()))
             del node
     except LaunchError as exc:
@@ -80,8 +81,16 @@ def record(cfg: ConsoleConfig) -> int:
     if not saver.get("done") or saver.get("failed") or saver.get("fatal"):
         print(f"main.py: recording did not finish cleanly (dora logs: {run_dir})", file=sys.stderr)
         return 1
-    shutil.rmtree(run_dir, ignore_errors=True)
+    print(f"full logs: {run_dir}")
     return 0
+
+
+def run_log_dir(name: str) -> Path:
+    """Where a session's rendered dataflow and every log go: $XDG_STATE_HOME/operating-platform/logs/<name>."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    path = state / "operating-platform" / "logs" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

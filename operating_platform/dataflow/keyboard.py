@@ -31,7 +31,7 @@ class ScriptedKey:
 
 
 def parse_key_script(script: str) -> list[ScriptedKey]:
-    """`"n@4,r@2,e@3"`: press n 4 s after recording starts, r 2 s later, e 3 s after that.
+    """`"n@4,r@2,e@3"`: press n 4 s into the first take, r 2 s into the next, e 3 s into the one after.
 
     A bare key (`"e"`) means no delay.
     """
@@ -53,15 +53,25 @@ def parse_key_script(script: str) -> list[ScriptedKey]:
 
 
 class ScriptedKeys:
-    """Replays a key script; its clock starts when `start()` is called (recording began)."""
+    """Replays a key script against what the recorder is doing, not against the wall clock.
+
+    The first key's delay counts from when recording starts; after a key that ends the take
+    being recorded (n saves it, r discards it) the next key's delay counts from when the next
+    take starts recording, however long saving, the reset pause or a loaded machine took.
+    """
+
+    ENDS_TAKE = ("n", "r")
 
     def __init__(self, script: list[ScriptedKey]):
         self._pending = list(script)
         self._due: float | None = None
+        self._take = None  # the take the clock runs in
+        self._ended: list = []  # takes a key has ended
 
-    def start(self, now: float) -> None:
-        if self._due is None and self._pending:
-            self._due = now + self._pending[0].delay_s
+    def start(self, now: float, take=0) -> None:
+        """Recording is on; `take` names the take being recorded (e.g. (episode, discarded count))."""
+        if self._due is None and self._pending and take not in self._ended:
+            self._due, self._take = now + self._pending[0].delay_s, take
 
     @property
     def started(self) -> bool:
@@ -74,8 +84,13 @@ class ScriptedKeys:
     def poll(self, now: float) -> list[str]:
         pressed = []
         while self._pending and self._due is not None and now >= self._due:
-            pressed.append(self._pending.pop(0).key)
-            self._due = (self._due + self._pending[0].delay_s) if self._pending else None
+            key = self._pending.pop(0).key
+            pressed.append(key)
+            if key in self.ENDS_TAKE:
+                self._ended.append(self._take)
+                self._due = None  # wait for the next take
+            else:
+                self._due = (self._due + self._pending[0].delay_s) if self._pending else None
         return pressed
 
 
