@@ -1,11 +1,14 @@
 #!/usr/bin/env python
 """Hard-example tracking under load: top-K buffer, sorting, keys, image extraction.
 
-    python scripts/test_hard_examples_integration.py [--steps 500] [--buffer_size 100]
-        [--batch_size 64] [--log_interval 10]
+    python scripts/test_hard_examples_integration.py [--steps 50 --buffer_size 50 --batch_size 16
+        --log_interval 10] [--dataset data/sim_demo] [--output_dir outputs/hard_examples_integration]
 
-Feeds mock batches (64x64 images) and their per-sample losses to HardExampleTracker
-and checks its invariants against an independent record of every loss seen. Exits
+Feeds batches and their per-sample losses to HardExampleTracker and checks its
+invariants against an independent record of every loss seen: mock batches (64x64
+images) by default, or batches of a recorded dataset through the real loader (camera
+frames, losses of an untrained behaviour-cloning policy) with --dataset. The final
+report (JSONL + contact sheet) goes to --output_dir; its path is printed. Exits
 non-zero when any check fails.
 """
 
@@ -13,11 +16,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
+from operating_platform.training.bc import BCPolicy
+from operating_platform.training.hard_example_report import write_report
 from operating_platform.training.hard_examples import HardExampleTracker
+from operating_platform.training.loader import create_data_loader
 from operating_platform.training.mock import MockDataset, MockModel
+from operating_platform.training.reader import LeRobotReader
 from operating_platform.training.sources import collate
 
 RULE, THIN = "=" * 80, "-" * 80
@@ -31,6 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--log_interval", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", help="a recorded LeRobot v2.1 dataset folder (default: mock batches)")
+    p.add_argument("--output_dir", default="outputs/hard_examples_integration", help="report folder (default: %(default)s)")
     args = p.parse_args(argv)
     for name in ("steps", "buffer_size", "batch_size", "log_interval"):
         if getattr(args, name) <= 0:
@@ -50,6 +60,23 @@ def print_report(payload: dict, step: int) -> None:
     if len(payload["entries"]) > 5:
         print("    ...")
     print(THIN)
+
+
+def batch_source(args):
+    """(endless batches, model, text_fn or None, image size): mock samples, or a recorded dataset via the real loader."""
+    if args.dataset:
+        reader = LeRobotReader(args.dataset, action_horizon=8)
+        loader = create_data_loader(reader, args.batch_size, shuffle=True, seed=args.seed)
+
+        def text_fn(batch, row):
+            return {"episode": str(int(batch["episode_index"][row])), "frame": str(int(batch["frame_index"][row])),
+                    "task": str(batch["task"][row])}
+
+        return iter(loader), BCPolicy.for_dataset(reader), text_fn, (240, 320)
+    dataset = MockDataset(num_samples=args.steps * args.batch_size, seed=args.seed, image_hw=(64, 64))
+    model = MockModel(dataset.tokenizer.vocab_size, dataset.state_dim, dataset.max_token_len)
+    rows = (range(step * args.batch_size, (step + 1) * args.batch_size) for step in range(args.steps))
+    return (collate([dataset[i] for i in r]) for r in rows), model, None, (64, 64)
 
 
 def run_checks(tracker: HardExampleTracker, all_losses: np.ndarray, last_payload: dict | None) -> list[tuple[bool, str]]:
@@ -82,16 +109,16 @@ def main(argv=None) -> int:
     print(f"  Log interval: {args.log_interval}")
     print("  Process index: 0")
     print("  Process count: 1")
+    print(f"  Data: {Path(args.dataset).resolve() if args.dataset else 'mock batches'}")
     print(RULE)
-    dataset = MockDataset(num_samples=args.steps * args.batch_size, seed=args.seed, image_hw=(64, 64))
-    model = MockModel(dataset.tokenizer.vocab_size, dataset.state_dim, dataset.max_token_len)
+    batches, model, text_fn, image_hw = batch_source(args)
     params = model.init(args.seed)
-    tracker = HardExampleTracker(max_hard_examples=args.buffer_size, resize_hw=(64, 64), log_interval=args.log_interval)
+    tracker = HardExampleTracker(max_hard_examples=args.buffer_size, resize_hw=image_hw, log_interval=args.log_interval,
+                                 **({"text_fn": text_fn} if text_fn else {}))
     seen: list[np.ndarray] = []
     payload = None
     for step in range(args.steps):
-        rows = range(step * args.batch_size, (step + 1) * args.batch_size)
-        batch = collate([dataset[i] for i in rows])
+        batch = next(batches)
         _, losses, _, _ = model.compute_loss(params, batch)
         seen.append(losses)
         tracker.update(losses)
@@ -104,6 +131,8 @@ def main(argv=None) -> int:
     payload = tracker.log_if_ready(args.steps, force=True) or payload
     if payload is not None:
         print_report(payload, args.steps)
+        written = write_report(payload, args.output_dir)
+        print(f"Report: {written['jsonl'].resolve()}" + (f"\nContact sheet: {written['png'].resolve()}" if "png" in written else ""))
     all_losses = np.concatenate(seen)
     high = int((all_losses > HIGH_LOSS).sum())
     print(RULE)

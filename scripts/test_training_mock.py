@@ -2,9 +2,15 @@
 """Mock training run: real loader, optimizer, checkpoints and hard-example tracking,
 with a tiny numpy model, so the training infrastructure is tested in seconds.
 
-    python scripts/test_training_mock.py [--num_train_steps 200 --batch_size 32 --log_interval 20
-        --hard_example_log_interval 100 --max_hard_examples_buffer 50] [--no_hard_examples]
-        [--checkpoint_dir DIR] [--resume] [--num_processes N] [--wandb]
+    python scripts/test_training_mock.py [--num_train_steps 100 --batch_size 16 --log_interval 10
+        --hard_example_log_interval 50 --max_hard_examples_buffer 50] [--no_hard_examples]
+        [--dataset data/sim_demo] [--checkpoint_dir DIR] [--resume] [--num_processes N] [--wandb]
+
+Without --dataset it trains on synthetic samples; with it, a small behaviour-cloning
+policy trains on a recorded dataset through the real loader (video frames decoded),
+and the hard-example contact sheets show its camera frames captioned with loss,
+episode, frame and task. Checkpoints, metrics, reports and loss.png go to
+--checkpoint_dir (default outputs/mock_training); the paths are printed.
 
 Exits non-zero if training produced a non-finite loss, the hard-example buffer broke
 its invariants, or the final checkpoint does not restore to the final parameters.
@@ -13,6 +19,7 @@ its invariants, or the final checkpoint does not restore to the final parameters
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import shutil
 import sys
@@ -20,13 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
+from operating_platform.training.bc import BCPolicy
 from operating_platform.training.checkpoint import CheckpointManager
 from operating_platform.training.gather import LocalCollective, TcpCollective, free_port
 from operating_platform.training.harness import TrainConfig, train
+from operating_platform.training.hard_example_report import loss_plot, write_png
 from operating_platform.training.hard_examples import HardExampleTracker
 from operating_platform.training.loader import create_data_loader
 from operating_platform.training.mock import MockDataset, MockModel
 from operating_platform.training.optim import Adam
+from operating_platform.training.reader import LeRobotReader
 
 RULE = "=" * 80
 
@@ -39,7 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hard_example_log_interval", type=int, default=50)
     p.add_argument("--max_hard_examples_buffer", type=int, default=50)
     p.add_argument("--no_hard_examples", action="store_true")
-    p.add_argument("--checkpoint_dir", default="/tmp/mock_training_checkpoints")
+    p.add_argument("--dataset", help="a recorded LeRobot v2.1 dataset folder to train on (default: synthetic samples)")
+    p.add_argument("--action_horizon", type=int, default=8, help="action chunk length (with --dataset)")
+    p.add_argument("--checkpoint_dir", default="outputs/mock_training", help="checkpoints, metrics, reports (default: %(default)s)")
     p.add_argument("--save_interval", type=int, default=50)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint_dir")
     p.add_argument("--num_processes", type=int, default=1, help="data-parallel processes on this machine")
@@ -66,6 +78,27 @@ def entry_text(entry) -> str:
     return f"lang_action={entry['lang_action']} (len={entry['num_tokens']})"
 
 
+def recorded_sample_text(batch, row):
+    return {"episode": str(int(batch["episode_index"][row])), "frame": str(int(batch["frame_index"][row])),
+            "task": str(batch["task"][row])}
+
+
+def recorded_entry_text(entry) -> str:
+    return f"episode={entry['episode']} frame={entry['frame']} task={entry['task']}"
+
+
+def dataset_and_model(args):
+    """(samples, model, hard-example text_fn, entry formatter, image size): synthetic, or a recorded dataset."""
+    if args.dataset:
+        reader = LeRobotReader(args.dataset, action_horizon=args.action_horizon)
+        if not reader.camera_keys:
+            print(f"  note: {args.dataset} has no cameras; hard examples get placeholder images")
+        return reader, BCPolicy.for_dataset(reader), recorded_sample_text, recorded_entry_text, (240, 320)
+    dataset = MockDataset(num_samples=4096, seed=args.seed)
+    model = MockModel(dataset.tokenizer.vocab_size, state_dim=dataset.state_dim, max_token_len=dataset.max_token_len)
+    return dataset, model, lang_action_text(dataset.tokenizer), entry_text, (64, 64)
+
+
 def check_buffer(tracker: HardExampleTracker) -> list[str]:
     buffer = tracker.buffer
     losses = [e.loss for e in buffer]
@@ -86,20 +119,19 @@ def run_process(args: argparse.Namespace, process_index: int, port: int | None) 
     )
     lead = process_index == 0
     say = print if lead else (lambda *_: None)
-    dataset = MockDataset(num_samples=4096, seed=args.seed)
+    dataset, model, text_fn, entry_formatter, image_hw = dataset_and_model(args)
     loader = create_data_loader(
         dataset, args.batch_size, shuffle=True, seed=args.seed, process_index=process_index,
         process_count=args.num_processes, num_workers=args.num_workers, persistent_iterator=True,
     )
-    say("Initializing mock model and training state...")
-    model = MockModel(dataset.tokenizer.vocab_size, state_dim=dataset.state_dim, max_token_len=dataset.max_token_len)
+    say(f"Initializing {type(model).__name__} and training state...")
     params = model.init(args.seed)
     tracker = None
     if not args.no_hard_examples:
         say("Initializing hard example tracker...")
         tracker = HardExampleTracker(
-            max_hard_examples=args.max_hard_examples_buffer, resize_hw=(64, 64),
-            log_interval=args.hard_example_log_interval, text_fn=lang_action_text(dataset.tokenizer),
+            max_hard_examples=args.max_hard_examples_buffer, resize_hw=image_hw,
+            log_interval=args.hard_example_log_interval, text_fn=text_fn,
             process_index=process_index,
         )
     config = TrainConfig(
@@ -110,7 +142,7 @@ def run_process(args: argparse.Namespace, process_index: int, port: int | None) 
     problems = []
     try:
         history = train(model, params, Adam(args.learning_rate), loader, config, collective=collective,
-                        tracker=tracker, entry_text=entry_text)
+                        tracker=tracker, entry_text=entry_formatter)
         if any(not np.isfinite(r["loss"]) for r in history):
             problems.append("non-finite loss")
         if tracker is not None:
@@ -120,12 +152,28 @@ def run_process(args: argparse.Namespace, process_index: int, port: int | None) 
             restored = manager.restore()
             if restored.step != history[-1]["step"] + 1:
                 problems.append(f"latest checkpoint is step {restored.step}, expected {history[-1]['step'] + 1}")
+            report_outputs(Path(args.checkpoint_dir), restored.step)
     finally:
         loader.close()
         collective.close()
     for problem in problems:
         print(f"✗ process {process_index}: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def report_outputs(out_dir: Path, last_step: int) -> None:
+    """Draw loss.png from the whole run's metrics (resumed runs included) and say where everything is."""
+    records = [json.loads(line) for line in (out_dir / "metrics_process0.jsonl").read_text().splitlines() if line]
+    by_step = {r["step"]: r["loss"] for r in records}  # a resumed run rewrites the steps after its checkpoint
+    steps = sorted(by_step)
+    plot = write_png(loss_plot(steps, [by_step[s] for s in steps]), out_dir / "loss.png")
+    sheets = sorted((out_dir / "hard_examples").glob("*.png"))
+    print("Outputs:")
+    print(f"  Checkpoints: {out_dir.resolve()}/step_* (latest: step {last_step})")
+    print(f"  Metrics: {(out_dir / 'metrics_process0.jsonl').resolve()}")
+    print(f"  Loss plot: {plot.resolve()}")
+    if sheets:
+        print(f"  Hard examples: {sheets[-1].resolve()} (+ .jsonl; {len(sheets)} report(s) in {sheets[-1].parent.resolve()})")
 
 
 def _child(args, process_index, port, results):
@@ -141,7 +189,7 @@ def prepare_checkpoint_dir(args) -> None:
     path = Path(args.checkpoint_dir)
     if args.resume or not path.exists():
         return
-    stale = [p for p in path.iterdir() if p.name.startswith(("step_", ".step_", "metrics_process")) or p.name == "hard_examples"]
+    stale = [p for p in path.iterdir() if p.name.startswith(("step_", ".step_", "metrics_process")) or p.name in ("hard_examples", "loss.png")]
     for p in stale:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     if stale:
@@ -158,7 +206,8 @@ def main(argv=None) -> int:
     print(f"  Batch size: {args.batch_size}")
     print(f"  Log interval: {args.log_interval}")
     print(f"  Track hard examples: {not args.no_hard_examples}")
-    print(f"  Checkpoint dir: {args.checkpoint_dir}")
+    print(f"  Data: {Path(args.dataset).resolve() if args.dataset else 'synthetic samples'}")
+    print(f"  Checkpoint dir: {Path(args.checkpoint_dir).resolve()}")
     print(f"  Processes: {args.num_processes}")
     print(RULE)
     prepare_checkpoint_dir(args)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from training_fixtures import gather_worker
 
 from operating_platform.training.gather import CollectiveError, TcpCollective, free_port
-from operating_platform.training.hard_example_report import log_to_wandb, write_report
+from operating_platform.training.hard_example_report import caption_lines, log_to_wandb, write_report
 from operating_platform.training.hard_examples import HardExampleTracker, merge_payloads
 
 IMG = "observation.images.top"
@@ -126,7 +126,10 @@ def test_report_files(tmp_path):
     assert [(l["rank"], l["loss"], l["prompt"]) for l in lines] == [(1, 3.0, "task 0"), (2, 2.0, "task 2"), (3, 1.0, "task 1")]
     assert lines[0]["image_shape"] == [10, 12, 3]
     sheet = cv2.imread(str(paths["png"]))
-    assert sheet.shape[1] == 3 * 12 and sheet.shape[0] > 10
+    assert sheet.shape[1] == 3 * (192 + 4), "tiny images are scaled up to a readable cell, three side by side"
+    assert sheet.shape[0] >= 160 + 2 * 16, "image plus its caption lines (rank and loss, task)"
+    assert caption_lines(1, {"loss": 2.5, "step": 7, "episode": "3", "frame": "41", "task": "pick the cube"}) == [
+        "#1 loss 2.500 (step 7)", "episode 3, frame 41", "pick the cube"]
     assert log_to_wandb(payload, enabled=False) is False
 
 

@@ -31,14 +31,55 @@ def test_mock_training_script(tmp_path):
     assert again.returncode == 0 and "Starting fresh" in again.stdout and "Hard examples" not in again.stdout
 
 
-def test_hard_examples_integration_script():
-    out = run("scripts/test_hard_examples_integration.py", "--steps", "30", "--batch_size", "8", "--buffer_size", "20")
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    from training_fixtures import recorded_dataset
+
+    return recorded_dataset(tmp_path_factory, "scripts_sim_ds", image_hw=(120, 160))
+
+
+def test_mock_training_on_a_recorded_dataset_reports_where_everything_went(recorded, tmp_path):
+    import cv2
+
+    out = run("scripts/test_training_mock.py", "--dataset", str(recorded), "--num_train_steps", "21", "--batch_size", "8",
+              "--hard_example_log_interval", "20", "--max_hard_examples_buffer", "4", "--checkpoint_dir", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Data: {recorded}" in out.stdout and "Initializing BCPolicy" in out.stdout
+    assert re.search(r"^    #1: loss=\d+\.\d{4}, step=\d+, episode=\d frame=\d+ task=\w", out.stdout, re.M), out.stdout
+    sheet = tmp_path / "run" / "hard_examples" / "hard_examples_step_00000020.png"
+    for path in (sheet, tmp_path / "run" / "loss.png", tmp_path / "run" / "metrics_process0.jsonl"):
+        assert str(path) in out.stdout, f"{path} is not named in the output"
+    image = cv2.imread(str(sheet))
+    assert image.shape[1] >= 4 * 160, "four readable frames side by side"
+    cell = image[:120, :160]
+    assert cell.std() > 10, "real camera frames, not solid tiles"
+    assert cv2.imread(str(tmp_path / "run" / "loss.png")).shape == (360, 640, 3)
+
+
+def test_outputs_default_to_a_folder_under_the_working_directory(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "test_training_mock.py"), "--num_train_steps", "3",
+                          "--no_hard_examples"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Checkpoint dir: {tmp_path}/outputs/mock_training" in out.stdout and (tmp_path / "outputs" / "mock_training" / "loss.png").exists()
+
+
+def test_hard_examples_integration_script_on_a_recorded_dataset(recorded, tmp_path):
+    out = run("scripts/test_hard_examples_integration.py", "--dataset", str(recorded), "--steps", "6", "--batch_size", "4",
+              "--buffer_size", "6", "--output_dir", str(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Contact sheet: {tmp_path}/hard_examples_step_00000006.png" in out.stdout and "✅ TEST PASSED" in out.stdout
+
+
+def test_hard_examples_integration_script(tmp_path):
+    out = run("scripts/test_hard_examples_integration.py", "--steps", "30", "--batch_size", "8", "--buffer_size", "20",
+              "--output_dir", str(tmp_path))
     assert out.returncode == 0, out.stdout + out.stderr
     for check in ("Buffer size constraint satisfied", "Buffer correctly sorted by loss", "Keys match buffer entries",
                   "All buffer entries have valid images"):
         assert f"✓ {check}" in out.stdout
     assert "Total samples seen: 240" in out.stdout and "✅ TEST PASSED" in out.stdout
-    tiny = run("scripts/test_hard_examples_integration.py", "--steps", "2", "--batch_size", "3", "--buffer_size", "50")
+    tiny = run("scripts/test_hard_examples_integration.py", "--steps", "2", "--batch_size", "3", "--buffer_size", "50",
+               "--output_dir", str(tmp_path / "tiny"))
     assert tiny.returncode == 0 and "Final buffer size: 6" in tiny.stdout
     bad = run("scripts/test_hard_examples_integration.py", "--steps", "0")
     assert bad.returncode == 2 and "--steps must be positive" in bad.stderr
