@@ -117,3 +117,25 @@ def test_symlinked_sources_resolve_like_v4l_by_path(video, tmp_path):
 def test_a_character_device_that_is_no_camera_is_refused():
     with pytest.raises(CameraOpenError, match="camera /dev/null: cannot open"):
         OpenCVCamera("/dev/null")  # opened through V4L2 like /dev/videoN, which it is not
+
+
+def test_a_recorded_episode_in_av1_plays_as_a_camera_file(tmp_path):
+    """Datasets store AV1 (libsvtav1); OpenCV's FFmpeg cannot decode it, so files are read with PyAV."""
+    from operating_platform.dataset.video import VideoEncoding, encode_video
+
+    frames = [np.full((64, 96, 3), (200, 0, 20 * i), np.uint8) for i in range(6)]
+    path = tmp_path / "episode_000000.mp4"
+    encode_video(frames, path, fps=FPS, encoding=VideoEncoding())
+    camera = OpenCVCamera(str(path), loop=False)
+    got = [camera.read() for _ in range(6)]
+    assert (camera.width, camera.height, camera.fps) == (96, 64, FPS)
+    assert [blue_of(f) for f in got] == list(range(6)) and abs(int(got[0][..., 0].mean()) - 200) < 8
+    with pytest.raises(CameraReadError, match="end of video file after 6 frames"):
+        camera.read()
+
+
+def test_a_file_that_is_not_a_video_is_refused_naming_it(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
+    with pytest.raises(CameraOpenError, match=f"camera {notes}: cannot open"):
+        OpenCVCamera(str(notes))

@@ -1,7 +1,8 @@
 """OpenCVCamera: USB cameras (index, /dev/video*, /dev/v4l/by-path/...) and video files as a CameraSource.
 
 Live devices get the requested width/height/fps and report what the driver
-actually granted (width/height/fps attributes). Video files play at their own
+actually granted (width/height/fps attributes). Video files (any format PyAV/FFmpeg
+decodes: AV1 as datasets are recorded, H.264, HEVC, VP9, MJPEG...) play at their own
 frame rate (read() waits for the next frame's time, like a camera) and, with
 loop=True (the default), start over at the end; loop=False ends with
 CameraReadError. Frames are RGB.
@@ -93,7 +94,9 @@ class OpenCVCamera:
     def _open(self) -> str | None:
         """(Re)open and grab the first frame; returns why it failed, or None."""
         self.close()
-        cap = cv2.VideoCapture(self._target, self._api)
+        # Files are decoded with PyAV: OpenCV's bundled FFmpeg cannot decode AV1, the codec
+        # datasets are recorded in, so a recorded episode would not play as a camera file.
+        cap = PyAVFileCapture(self._target) if self.is_file else cv2.VideoCapture(self._target, self._api)
         if not cap.isOpened():
             cap.release()
             return "cannot open (no such device, busy, or unreadable file)"
@@ -157,6 +160,41 @@ class OpenCVCamera:
         elif self._next_due > now:
             time.sleep(self._next_due - now)
         self._next_due += 1.0 / self.fps
+
+
+class PyAVFileCapture:
+    """The part of cv2.VideoCapture the camera uses (isOpened/read/get fps/release), for video files via PyAV."""
+
+    def __init__(self, path: str):
+        import av
+
+        try:
+            self._container = av.open(path)
+            self._stream = self._container.streams.video[0]
+            self._frames = self._container.decode(self._stream)
+        except (av.error.FFmpegError, IndexError, UnicodeDecodeError):
+            self._container = None
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoCapture's name
+        return self._container is not None
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        import av
+
+        try:
+            return True, next(self._frames).to_ndarray(format="bgr24")
+        except (StopIteration, av.error.FFmpegError):
+            return False, None
+
+    def get(self, prop: int) -> float:
+        if prop == cv2.CAP_PROP_FPS and self._stream.average_rate:
+            return float(self._stream.average_rate)
+        return 0.0
+
+    def release(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
 
 
 def _resolve(device: str) -> tuple[str | int, int, bool]:
