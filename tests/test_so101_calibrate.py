@@ -71,6 +71,24 @@ def test_calibration_records_middle_and_ranges_and_the_arm_uses_it(tmp_path):
             np.testing.assert_allclose(leader.read_joints(), [0, 0, 0, 0, 0, 50], atol=0.1)
 
 
+def test_by_default_it_writes_to_the_users_folder_and_redraws_one_range_line(tmp_path, monkeypatch):
+    import io
+
+    from operating_platform.hardware.so101.calibrate import show_in_place
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    screen = io.StringIO()
+    with ServoBusEmulator() as emu:
+        path = run_calibration("leader", emu.slave_path, ask=ScriptedOperator(emu), show=lambda line: print(line, file=screen),
+                               show_range=lambda line: show_in_place(line, screen))
+    assert path == tmp_path / "config" / "operating-platform" / "calibration" / "so101_leader.json" and path.exists()
+    text = screen.getvalue()
+    assert text.count("\r\x1b[2K") > 5, "the ranges were redrawn as they grew"
+    lines = text.split("\n")
+    assert len(lines) == 5, "two instructions, the one range line, the saved line (and the final newline)"
+    assert lines[1].startswith("Move every joint") and "shoulder_pan" in lines[2] and lines[3].startswith("Calibration saved")
+
+
 def test_a_joint_that_never_moved_is_named(tmp_path):
     with ServoBusEmulator() as emu:
         with pytest.raises(CalibrationError, match=r"joint\(s\) shoulder_pan, .*gripper did not move"):

@@ -18,6 +18,7 @@ from pathlib import Path
 import draccus
 
 from operating_platform.dataflow.keyboard import KeyScriptError, parse_key_script
+from operating_platform.hardware.so101.calibrate import user_calibration_dir
 
 ROBOT_TYPES = ("sim", "so101")
 FLAG_ALIASES = {"--robot.type": "--robot.robot_type"}
@@ -32,8 +33,8 @@ class ConfigError(ValueError):
 class RobotConfig:
     robot_type: str = "sim"
     """sim (simulated arms) | so101 (real SO-101 leader + follower on Feetech buses). Alias: --robot.type"""
-    calibration_dir: str = "calibration"
-    """Folder with so101_leader.json and so101_follower.json (so101 only)."""
+    calibration_dir: str = field(default_factory=lambda: str(user_calibration_dir()))
+    """Folder with so101_leader.json and so101_follower.json (so101 only); `main.py calibrate` writes there. The repository's calibration/ holds sample files."""
     leader_port: str = ""
     """Serial port of the leader arm, e.g. /dev/ttyACM0 (so101 only)."""
     follower_port: str = ""

@@ -5,7 +5,9 @@ limits cleared, the operator holds the arm in the middle of its range; each
 servo's homing offset is chosen so that pose reads 2047 (half a turn). Then the
 operator moves every joint through its full range while the extremes are
 recorded, until ENTER. The result is written to the servos and, atomically,
-to `<calibration_dir>/<name>.json`.
+to `<calibration_dir>/<name>.json`; by default calibration_dir is the user's own
+(`$XDG_CONFIG_HOME/operating-platform/calibration`), never the sample files shipped
+in the repository's calibration/ folder.
 
 Console hook: calibrate_command(argv) parses the `calibrate` subcommand's flags;
 run_calibration(arm, port, calibration_dir) is the same as a function call.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 import threading
 import time
@@ -32,13 +35,26 @@ HALF_TURN = MAX_RAW // 2
 ARMS = ("leader", "follower")
 
 
+def user_calibration_dir() -> Path:
+    """Where calibrations are written and read unless --robot.calibration_dir says otherwise."""
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "operating-platform" / "calibration"
+
+
+def show_in_place(line: str, stream=None) -> None:
+    """Redraw one line (the ranges as they grow) instead of scrolling the instructions away."""
+    stream = stream or sys.stdout
+    stream.write("\r\x1b[2K" + line)
+    stream.flush()
+
+
 class SO101Calibrator:
     """The two recording steps, driven by whoever decides when the operator is ready (console or test)."""
 
     def __init__(self, bus: FeetechBus, ids: dict[str, int] = SO101_IDS, show: Callable[[str], None] = print):
         self.bus = bus
         self.ids = dict(ids)
-        self.show = show
+        self.show = show  # the growing ranges, one call per change (run_calibration redraws one line)
 
     def reset(self) -> None:
         """Torque off and offsets/limits cleared, so positions read are the raw shaft positions."""
@@ -103,22 +119,23 @@ class SO101Calibrator:
 def run_calibration(
     arm: str,
     port: str,
-    calibration_dir: str | Path = "calibration",
+    calibration_dir: str | Path | None = None,
     name: str | None = None,
     robot_type: str = "so101",
     baudrate: int = DEFAULT_BAUDRATE,
     ask: Callable[[str], str] = input,
     show: Callable[[str], None] = functools.partial(print, flush=True),
+    show_range: Callable[[str], None] = show_in_place,
 ) -> Path:
     """Calibrate one arm interactively and write `<calibration_dir>/<name or so101_<arm>>.json`; returns the path."""
     if robot_type != "so101":
         raise ValueError(f"calibration supports robot_type so101, not {robot_type!r}")
     if arm not in ARMS:
         raise ValueError(f"--robot.arm must be leader or follower, not {arm!r}")
-    path = calibration_path(calibration_dir, name or f"so101_{arm}")
+    path = calibration_path(calibration_dir or user_calibration_dir(), name or f"so101_{arm}")
     with FeetechBus(port, baudrate=baudrate) as bus:
         require_servos(bus, SO101_IDS, arm)
-        calibrator = SO101Calibrator(bus, show=show)
+        calibrator = SO101Calibrator(bus, show=show_range)
         calibrator.reset()
         show(f"Move the {arm} arm to the middle of its range of motion and press ENTER...")
         ask("")
@@ -133,7 +150,10 @@ def run_calibration(
                 pressed.set()
 
         threading.Thread(target=wait_for_enter, daemon=True).start()
-        mins, maxes = calibrator.record_ranges(pressed.is_set)
+        try:
+            mins, maxes = calibrator.record_ranges(pressed.is_set)
+        finally:
+            show("")  # end the range line
         calibration = calibrator.finish(offsets, mins, maxes, str(path))
     calibration.save(path)
     show(f"Calibration saved to {path}")
@@ -143,12 +163,15 @@ def run_calibration(
 def calibrate_command(argv: list[str]) -> int:
     """`main.py calibrate --robot.robot_type=so101 --robot.arm=leader|follower --robot.port=PORT`; exit code."""
     parser = argparse.ArgumentParser(
-        prog="main.py calibrate", description="Calibrate one SO-101 arm and write calibration/<name>.json."
+        prog="main.py calibrate",
+        description=f"Calibrate one SO-101 arm and write <calibration_dir>/<name>.json (default folder: {user_calibration_dir()}).",
     )
     parser.add_argument("--robot.robot_type", "--robot.type", dest="robot_type", default="so101", help="so101")
     parser.add_argument("--robot.arm", dest="arm", required=True, choices=ARMS)
     parser.add_argument("--robot.port", dest="port", required=True, help="serial port, e.g. /dev/ttyACM0")
-    parser.add_argument("--robot.calibration_dir", dest="calibration_dir", default="calibration")
+    parser.add_argument("--robot.calibration_dir", dest="calibration_dir", default=None,
+                        help=f"folder to write to (default: {user_calibration_dir()}; the repository's calibration/ "
+                             "holds sample files)")
     parser.add_argument("--robot.id", dest="name", default=None, help="file name without .json (default so101_<arm>)")
     args = parser.parse_args(argv)
     try:
