@@ -2,6 +2,7 @@
 malformed or out-of-order messages rejected and counted, gaps reported, sync == async format."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -133,6 +134,6 @@ def test_existing_dataset_is_resumed_or_refused_with_the_reason(tmp_path):
 
 def test_config_from_env():
     cfg = SaverConfig.from_env({"REPO_ID": "x", "USE_ASYNC_SAVE": "false", "ASYNC_SAVE_QUEUE_SIZE": "20"})
-    assert str(cfg.dataset_root) == "data/x" and not cfg.use_async_save and cfg.async_save_queue_size == 20
+    assert cfg.dataset_root == Path("data/x").resolve() and not cfg.use_async_save and cfg.async_save_queue_size == 20
     with pytest.raises(ValueError, match="USE_ASYNC_SAVE=.maybe. is not a valid boolean"):
         SaverConfig.from_env({"USE_ASYNC_SAVE": "maybe"})

@@ -44,7 +44,8 @@ class SaverConfig:
 
     @property
     def dataset_root(self) -> Path:
-        return Path(self.root) if self.root else Path("data") / self.repo_id
+        """Absolute, so what the saver prints is where the data lands, whatever folder the reader is in."""
+        return (Path(self.root) if self.root else Path("data") / self.repo_id).resolve()
 
     @classmethod
     def from_env(cls, env: dict[str, str] = os.environ) -> "SaverConfig":
