@@ -61,6 +61,11 @@ def test_dora_run_default_dataflow_records_a_valid_dataset_and_stops_on_its_own(
     info = assert_valid(workdir / "data" / "sim_demo")
     assert info["total_episodes"] == 3 and info["total_frames"] == 3 * 45
     assert "Save stats: queued=3 completed=3 failed=0" in result.stdout + result.stderr
+    assert f"recording into {workdir / 'data' / 'sim_demo'} " in result.stdout, "the saver names where the data lands"
+    again = subprocess.run([dora_binary(), "run", "dataflow.yml", "--env", "NUM_EPISODES=1"], cwd=workdir, env=env,
+                           capture_output=True, text=True, timeout=150, start_new_session=True)
+    assert again.returncode != 0 and "already holds a dataset" in again.stdout, "a 2nd run does not mix into the 1st"
+    assert assert_valid(workdir / "data" / "sim_demo")["total_episodes"] == 3
 
 
 def test_dora_up_and_start_runs_the_same_dataflow(workdir):
