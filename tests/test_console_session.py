@@ -114,4 +114,6 @@ def test_start_up_progress_counts_in_place_on_a_terminal():
         progress.step("starting the dataflow")
     screen = out.getvalue()
     assert screen.count("\n") == 2, "one line per step, redrawn in place with \\r"
-    assert screen.count("\r\x1b[2K[") >= 3 and "starting the dataflow ..." in screen
+    assert screen.count("\r\x1b[2K[") >= 4 and re.search(r"starting a private dora coordinator \.\.\. 0\.[2-9] s", screen)
+    assert re.search(r"\[  0\.0 s\] starting a private dora coordinator \(0\.\d s\)\n", screen), "a finished step keeps its duration"
+    assert re.search(r"\[  0\.\d s\] starting the dataflow \(0\.0 s\)\n$", screen)

@@ -22,6 +22,7 @@ class StartupProgress:
         self.interactive = self.out.isatty() if interactive is None else interactive
         self.started_at = time.monotonic() if started_at is None else started_at
         self._step: str | None = None
+        self._step_started = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -40,9 +41,8 @@ class StartupProgress:
     def step(self, text: str) -> None:
         """A new step begins (the previous one is done)."""
         with self._lock:
-            if self.interactive and self._step is not None:
-                self.out.write("\n")
-            self._step = text
+            self._finish_step()
+            self._step, self._step_started = text, self.elapsed()
             self._write()
         if self.interactive and self._ticker is None:
             self._ticker = threading.Thread(target=self._tick, daemon=True)
@@ -55,14 +55,18 @@ class StartupProgress:
             self._ticker.join()
             self._ticker = None
         with self._lock:
-            if self.interactive and self._step is not None:
-                self.out.write("\n")
-                self.out.flush()
-            self._step = None
+            self._finish_step()
+
+    def _finish_step(self) -> None:
+        """On a terminal, the finished step's line keeps how long it took."""
+        if self.interactive and self._step is not None:
+            self.out.write(f"\r\x1b[2K[{self._step_started:5.1f} s] {self._step} ({self.elapsed() - self._step_started:.1f} s)\n")
+            self.out.flush()
+        self._step = None
 
     def _write(self) -> None:
-        if self.interactive:
-            self.out.write("\r\x1b[2K" + self.stamp(self._step + " ..."))
+        if self.interactive:  # the running step counts up in place
+            self.out.write(f"\r\x1b[2K[{self._step_started:5.1f} s] {self._step} ... {self.elapsed() - self._step_started:.1f} s")
         else:
             self.out.write(self.stamp(self._step) + "\n")
         self.out.flush()
