@@ -128,6 +128,28 @@ class DoraLauncher:
         self.dataflow_id = match.group(0)
         return self.dataflow_id
 
+    def node_states(self, dataflow_name: str) -> dict[str, str]:
+        """{node id: dora's status (Running, Unknown, ...)} of one dataflow, from `dora node list`."""
+        result = self._cli("node", "list", timeout=15)
+        states = {}
+        for line in result.stdout.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 2 and fields[-1] == dataflow_name:
+                states[fields[0]] = fields[1]
+        return states
+
+    def wait_for_nodes(self, dataflow_name: str, nodes: list[str], timeout_s: float) -> bool:
+        """Until every one of `nodes` runs (True) or timeout_s passes (False). Polled from Python: joining
+        as a dynamic node blocks inside dora (holding the GIL) until the nodes are up, and nothing could
+        tell the operator meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            states = self.node_states(dataflow_name)
+            if all(states.get(node) == "Running" for node in nodes):
+                return True
+            time.sleep(0.3)
+        return False
+
     def is_running(self) -> bool:
         if self.dataflow_id is None:
             return False

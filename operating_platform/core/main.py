@@ -61,8 +61,10 @@ def record(cfg: ConsoleConfig) -> int:
         nodes = [n["id"] for n in yaml.safe_load(dataflow.read_text())["nodes"] if n.get("path") != "dynamic"]
         progress.step(f"starting the dataflow: {len(nodes)} nodes ({', '.join(nodes)})")
         launcher.start(dataflow, name=name)
+        progress.step("waiting for the nodes to start (Python imports, opening cameras and arms)")
+        launcher.wait_for_nodes(name, nodes, cfg.dora.start_timeout_s)
         with node_logs_to(run_dir / "keyboard.log"):
-            progress.step("joining the dataflow as its keyboard node; waiting for the recorder and saver to start")
+            progress.step("joining the dataflow as its keyboard node (dora answers once every node is ready)")
             node = join_as_keyboard(launcher, cfg.dora.start_timeout_s)
             state = run_session(node, key_source(cfg), progress, str(cfg.record.dataset_root.resolve()))
             del node

@@ -65,8 +65,10 @@ class StartupProgress:
         self._step = None
 
     def _write(self) -> None:
-        if self.interactive:  # the running step counts up in place
-            self.out.write(f"\r\x1b[2K[{self._step_started:5.1f} s] {self._step} ... {self.elapsed() - self._step_started:.1f} s")
+        if self.interactive:  # the running step counts up in place (from the first tick on)
+            running = self.elapsed() - self._step_started
+            counter = f" {running:.1f} s" if running >= TICK_S else ""
+            self.out.write(f"\r\x1b[2K[{self._step_started:5.1f} s] {self._step} ...{counter}")
         else:
             self.out.write(self.stamp(self._step) + "\n")
         self.out.flush()
