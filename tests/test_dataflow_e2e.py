@@ -166,8 +166,13 @@ def test_keyboard_node_joins_dora_run_from_a_terminal(workdir):
     """`dora run dataflow.yml` + `python nodes/keyboard.py` in a (pseudo) terminal: n saves, e exits."""
     import pty
 
+    from operating_platform.core.join import DEFAULT_DAEMON_PORT, listening_pid
+
     copy_dataflow(workdir)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    deadline = time.monotonic() + 120  # `dora run` listens on a fixed port: let another run on this machine finish
+    while listening_pid(DEFAULT_DAEMON_PORT) is not None and time.monotonic() < deadline:
+        time.sleep(1)
     run = subprocess.Popen([dora_binary(), "run", "dataflow.yml", "--env", "EPISODE_TIME_S=60", "--env", "NUM_EPISODES=5"],
                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            start_new_session=True)
