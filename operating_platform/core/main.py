@@ -45,7 +45,7 @@ def key_source(cfg: ConsoleConfig):
 
 
 def record(cfg: ConsoleConfig) -> int:
-    name = f"record-{cfg.record.repo_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = f"record-{cfg.record.repo_id}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir = run_log_dir(name)
     dataflow = write_dataflow(cfg, run_dir / "dataflow.yml")
     launcher = DoraLauncher(run_dir, cfg.dora.coordinator, cfg.dora.daemon_port)
