@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from e2e_helpers import Lines
 
 from operating_platform.training.checkpoint import CheckpointError, CheckpointManager
 from operating_platform.training.harness import TrainConfig, train
@@ -97,10 +98,8 @@ def test_mock_training_killed_with_sigkill_resumes_to_the_same_losses(tmp_path):
     victim = subprocess.Popen([sys.executable, "-u", *args, "--checkpoint_dir", str(tmp_path / "run"), "--resume"],
                               cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
-        for line in victim.stdout:
-            if line.startswith("Step   17:"):
-                os.kill(victim.pid, signal.SIGKILL)
-                break
+        Lines(victim.stdout).until("Step   17:", timeout_s=240)
+        os.kill(victim.pid, signal.SIGKILL)
     finally:
         victim.kill()
         victim.wait()
