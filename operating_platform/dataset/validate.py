@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import format as fmt
-from .spool import COMMIT_MARKER, ENDED_MARKER, spooled_episode_dirs
+from .commit import find_committed_episode
+from .spool import ENDED_MARKER, load_spooled_episode, spooled_episode_dirs
 
 # LeRobot's reader default (`tolerance_s`): a timestamp off the 1/fps grid by more is rejected.
 TIMESTAMP_TOLERANCE_S = 1e-4
@@ -908,11 +909,10 @@ class _Validator:
     def _spool_state(self, path: Path) -> tuple[bool, str]:
         """(already committed?, what LeRobotDataset.open(root) will do with this spooled episode)."""
         try:
-            committed_as = fmt.read_json(path / COMMIT_MARKER)["episode_index"]
-        except Exception:  # noqa: BLE001 - no (readable) marker: the commit never started
+            committed_as = find_committed_episode(self.root, self.info, load_spooled_episode(path))
+        except Exception:  # noqa: BLE001 - an unreadable spool or dataset: not verifiably committed
             committed_as = None
-        total = (self.info or {}).get("total_episodes")
-        if _is_int(committed_as) and _is_int(total) and committed_as < total:
+        if committed_as is not None:
             return True, f"already committed as episode {committed_as} — LeRobotDataset.open(root) removes the leftover"
         if (path / ENDED_MARKER).exists():
             return False, "ended, not committed — LeRobotDataset.open(root) commits it"

@@ -1,0 +1,205 @@
+"""Storage faults at library level, on real filesystems: nothing recorded is lost or reported saved when it is not.
+
+Every scenario ends with: frames recorded == frames committed + frames named as recoverable.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from dataset_factory import committed_states, create, expected_states_for, make_frame, record_episode
+from storage_faults import read_only, tmpfs
+
+from operating_platform.dataset import LeRobotDataset
+from operating_platform.dataset import format as fmt
+from operating_platform.dataset.writer import SavingStoppedError
+from operating_platform.dataset.validate import validate_dataset
+
+
+def reopen(root, **kwargs):
+    return LeRobotDataset.open(root, use_async_saver=False, vcodec="libx264", **kwargs)
+
+
+def test_save_failing_on_read_only_meta_is_committed_by_the_next_open(tmp_path):
+    """The issue's repro: save, meta/ read-only for the 2nd save, unmount, save a 3rd, close, open."""
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        root = disk / "ds"
+        ds = create(root, use_async_saver=True, async_save_max_retries=1)
+        ds.async_saver.retry_backoff_s = 0.01
+        record_episode(ds, 0, 6)
+        ds.save_episode()
+        assert ds.wait_for_save_completion(timeout=60)
+        with read_only(root / "meta"):
+            record_episode(ds, 1, 7)
+            ds.save_episode()
+            assert ds.wait_for_save_completion(timeout=60)
+        status = ds.get_async_save_status()
+        assert status["total_failed"] == 1 and status["total_completed"] == 1
+        assert "Read-only file system" in status["last_error"]
+        record_episode(ds, 2, 8)
+        ds.save_episode()
+        ds.close()
+        assert ds.num_episodes == 1, "nothing is committed behind a failed episode"
+
+        again = reopen(root)
+        assert again.num_episodes == 3
+        for ep, n in enumerate((6, 7, 8)):
+            np.testing.assert_array_equal(committed_states(root, ep), expected_states_for(ep, n))
+        assert [r["episode_index"] for r in fmt.read_jsonl(root / fmt.EPISODES_PATH)] == [0, 1, 2]
+        assert [r["episode_index"] for r in fmt.read_jsonl(root / fmt.EPISODES_STATS_PATH)] == [0, 1, 2]
+        assert again.num_frames == 6 + 7 + 8
+        again.close()
+        assert not (root / fmt.SPOOL_DIR).exists()
+        assert validate_dataset(root).passed
+
+
+def spool_frames(root) -> int:
+    """Frames left in the spool (recoverable) as the next open will see them."""
+    from operating_platform.dataset.spool import load_spooled_episode, spooled_episode_dirs
+
+    return sum(load_spooled_episode(p).num_frames for p in spooled_episode_dirs(root / fmt.SPOOL_DIR))
+
+
+@pytest.mark.parametrize("fault_dir", [".staging", "data/chunk-000", "videos/chunk-000/observation.images.top", "meta"])
+def test_every_commit_step_can_fail_and_be_retried(tmp_path, fault_dir):
+    """A real EROFS at each step; the fault clears during the backoff; the retry's result is the clean one."""
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        root = disk / "ds"
+        ds = create(root, use_async_saver=True, async_save_max_retries=5)
+        ds.async_saver.retry_backoff_s = 0.3
+        record_episode(ds, 0, 6)
+        ds.save_episode()
+        assert ds.wait_for_save_completion(timeout=60)
+        (root / fault_dir).mkdir(parents=True, exist_ok=True)
+        with read_only(root / fault_dir):
+            record_episode(ds, 1, 7)
+            ds.save_episode()
+            deadline = 60
+            while ds.get_async_save_status()["total_retries"] == 0 and deadline > 0:
+                import time
+
+                time.sleep(0.05)
+                deadline -= 0.05
+            assert ds.get_async_save_status()["total_retries"] >= 1
+        assert ds.wait_for_save_completion(timeout=60)
+        status = ds.get_async_save_status()
+        assert (status["total_completed"], status["total_failed"], status["saving_stopped"]) == (2, 0, None)
+        assert ds.num_episodes == 2 and ds.num_frames == 13
+        assert [r["episode_index"] for r in fmt.read_jsonl(root / fmt.EPISODES_PATH)] == [0, 1]
+        assert [r["episode_index"] for r in fmt.read_jsonl(root / fmt.EPISODES_STATS_PATH)] == [0, 1]
+        ds.close()
+        np.testing.assert_array_equal(committed_states(root, 1), expected_states_for(1, 7))
+        assert validate_dataset(root).passed
+
+
+def test_info_json_step_failing_leaves_memory_and_disk_consistent(tmp_path):
+    """The commit point itself fails (info.json is a read-only mount point: EBUSY/EROFS): nothing advances."""
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        root = disk / "ds"
+        ds = create(root)
+        record_episode(ds, 0, 6)
+        ds.save_episode()
+        with read_only(root / fmt.INFO_PATH):
+            record_episode(ds, 1, 7)
+            with pytest.raises(OSError):
+                ds.save_episode()
+            assert ds.num_episodes == 1 and ds.num_frames == 6 and len(ds._episodes) == 1
+            assert ds.saving_stopped and "episode 1 could not be saved" in ds.saving_stopped
+            record_episode(ds, 2, 8)
+            with pytest.raises(SavingStoppedError, match="next open"):
+                ds.save_episode()
+            ds.close()
+        assert spool_frames(root) == 15
+        again = reopen(root)
+        assert (again.num_episodes, again.num_frames) == (3, 21)
+        again.close()
+        for ep, n in enumerate((6, 7, 8)):
+            np.testing.assert_array_equal(committed_states(root, ep), expected_states_for(ep, n))
+        assert validate_dataset(root).passed
+
+
+def test_disk_full_mid_episode_keeps_every_frame_and_stops(tmp_path, caplog):
+    """A ballast file fills a real tmpfs mid-episode: the episode is incomplete, never a short success."""
+    from storage_faults import fill_disk
+
+    from operating_platform.dataset.spool import SpoolWriteError
+
+    with tmpfs(tmp_path / "disk", "8m") as disk:
+        root = disk / "ds"
+        ds = create(root, use_async_saver=True)
+        record_episode(ds, 0, 10)
+        ds.save_episode()
+        assert ds.wait_for_save_completion(timeout=60)
+        ballast = fill_disk(disk, 200_000)  # room for ~10 raw frames
+        recorded = 0
+        with pytest.raises(SpoolWriteError) as err:
+            for i in range(1000):
+                ds.add_frame(make_frame(1, i), task="pick the cube")
+                recorded += 1
+        message = str(err.value)
+        assert "\n" not in message
+        assert "No space left on device" in message and str(root / fmt.SPOOL_DIR) in message
+        assert f"its {recorded} frames recorded before the fault are kept" in message
+        assert "free is needed at" in message and "scripts/recover_episodes.py" in message
+        assert "save the episode" not in message
+        assert recorded > 0
+        status = ds.get_async_save_status()
+        assert status["saving_stopped"] and status["episodes_incomplete"] == 1
+        assert status["frames_recoverable"] == recorded
+        with pytest.raises(ValueError):  # nothing to save: the incomplete episode is never sealed
+            ds.save_episode()
+        ds.close()
+        assert ds.num_episodes == 1
+        ballast.unlink()  # the operator frees space
+
+        again = reopen(root)
+        assert again.num_episodes == 1 and len(again.partial_episodes) == 1
+        assert spool_frames(root) == recorded
+        assert 10 + recorded == again.num_frames + spool_frames(root)  # recorded == committed + recoverable
+        again.close()
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        script = Path(__file__).resolve().parents[1] / "scripts" / "recover_episodes.py"
+        out = subprocess.run([sys.executable, str(script), str(root), "--include-partial", "--vcodec", "libx264"],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        final = reopen(root)
+        assert (final.num_episodes, final.num_frames) == (2, 10 + recorded)
+        final.close()
+        np.testing.assert_array_equal(committed_states(root, 1), expected_states_for(1, recorded))
+
+
+def test_disk_full_during_save_holds_it_and_the_next_open_commits_it(tmp_path):
+    """The disk fills between recording and committing: the save fails, later ones wait, nothing is lost."""
+    from storage_faults import fill_disk
+
+    with tmpfs(tmp_path / "disk", "8m") as disk:
+        root = disk / "ds"
+        ds = create(root, use_async_saver=True, async_save_max_retries=1, live_encoding=False)
+        ds.async_saver.retry_backoff_s = 0.01
+        record_episode(ds, 0, 10)
+        ds.save_episode()
+        assert ds.wait_for_save_completion(timeout=60)
+        record_episode(ds, 1, 12)
+        ballast = fill_disk(disk, 0)
+        try:
+            ds.save_episode()
+        except OSError:  # ended.json could not be written either: then the episode is incomplete
+            pass
+        assert ds.wait_for_save_completion(timeout=60)
+        status = ds.get_async_save_status()
+        assert status["saving_stopped"]
+        assert status["total_completed"] == 1
+        assert status["frames_recoverable"] == 12
+        ds.close()
+        ballast.unlink()
+        again = reopen(root, recover_partial=True)
+        assert (again.num_episodes, again.num_frames) == (2, 22)
+        again.close()
+        np.testing.assert_array_equal(committed_states(root, 1), expected_states_for(1, 12))
+        assert validate_dataset(root).passed
