@@ -112,3 +112,37 @@ def check_free_space(
             f"another --record.root"
         )
     return est
+
+
+RESERVE_SECONDS = 3.0  # of raw frames: what is still in flight when a full disk stops recording
+
+
+class SpaceReserve:
+    """Disk space set aside while recording, given back when the disk fills up.
+
+    Why: when a write fails for lack of space, the frames already on their way (queues,
+    the seconds until the recorder hears that it must stop) still have to land somewhere.
+    Releasing the reserve lets them into the spool, so a full disk costs no frame.
+    """
+
+    def __init__(self, path: Path, size: int):
+        self.path, self.size = path, int(size)
+        self.released = False
+
+    def ensure(self) -> None:
+        """Allocate the reserve (best effort: with too little space there is none, and no error)."""
+        if self.released or (self.path.exists() and self.path.stat().st_size >= self.size):
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, self.size)
+        except OSError:
+            self.path.unlink(missing_ok=True)
+
+    def release(self) -> bool:
+        """Free the reserve; True if there was one to free."""
+        had = self.path.exists() and not self.released
+        self.released = True
+        self.path.unlink(missing_ok=True)
+        return had

@@ -180,6 +180,10 @@ class EpisodeBuffer:
             raise ValueError(f"add_frame: unknown features {sorted(unknown)}")
         return vectors, images
 
+    def resume_after_fault(self) -> None:
+        """Space was freed (the dataset's reserve): accept frames again after the ones kept."""
+        self.fault = None
+
     def _fail(self, cause: OSError):
         """Keep the frames before the fault, refuse every later one, and raise."""
         try:

@@ -19,6 +19,7 @@ the dataflow stops recording on `saving_stopped` rather than pile up episodes it
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import shutil
@@ -92,6 +93,9 @@ class LeRobotDataset:
             vector_shapes={k: int(np.prod(self.features[k]["shape"])) for k in fmt.vector_keys(self.features)},
             camera_shapes={k: tuple(self.features[k]["shape"]) for k in video_keys},
         )
+        raw_frame = self._layout.record_bytes + sum(self._layout.frame_bytes(k) for k in self._layout.camera_shapes)
+        self._reserve = space.SpaceReserve(self.root / fmt.SPOOL_DIR / "reserve.bin",
+                                           raw_frame * self.fps * space.RESERVE_SECONDS)
         if use_async_saver:
             self.start_async_saver()
 
@@ -205,9 +209,28 @@ class LeRobotDataset:
                 self.episode_buffer = self._new_episode_buffer()
             self.episode_buffer.add_frame(frame, task)
         except SpoolWriteError as e:
-            self._storage_fault(e)
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._reserve.release():
+                self._storage_fault(e)
+            self._stop_saving_for_space(e)  # the reserve takes the frames still in flight
+            try:
+                if self.episode_buffer is None:
+                    self.episode_buffer = self._new_episode_buffer()
+                else:
+                    self.episode_buffer.resume_after_fault()
+                self.episode_buffer.add_frame(frame, task)
+            except SpoolWriteError as again:
+                self._storage_fault(again)
+
+    def _stop_saving_for_space(self, e: SpoolWriteError) -> None:
+        needed = self.space_estimate().episode_peak_bytes(max([1, *(r["length"] for r in self._episodes[-20:])]))
+        self.saving_stopped = self.saving_stopped or (
+            f"cannot write {e.filename or e.spool}: {e.strerror} — recording stopped; about {space.megabytes(needed)} "
+            f"free is needed at {self.root} for an episode; the episode in progress is kept (incomplete) in {e.spool}; "
+            f"once space is freed, keep it with: {RECOVER_COMMAND.format(root=self.root)}")
+        logger.error("%s", self.saving_stopped)
 
     def _new_episode_buffer(self) -> EpisodeBuffer:
+        self._reserve.ensure()
         spool_id = f"{time.time_ns():020d}-{next(_spool_counter):06d}"
         buffer = EpisodeBuffer.create(self.root / fmt.SPOOL_DIR / spool_id, self._layout, self.fps)
         if self.live_encoding:
@@ -376,10 +399,12 @@ class LeRobotDataset:
                     self.episode_buffer.num_frames, self.episode_buffer.path, self.root,
                 )
                 self.episode_buffer.abandon()
+                self.incomplete_episodes.append(self.episode_buffer)
                 self.episode_buffer = None
         for thread in self._live_encoder_threads.values():
             thread.stop()
         self._live_encoder_threads.clear()
+        self._reserve.release()
         for work_dir in (fmt.STAGING_DIR, fmt.SPOOL_DIR):
             try:
                 (self.root / work_dir).rmdir()  # only when empty: what is left there is recoverable
