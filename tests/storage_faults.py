@@ -7,6 +7,7 @@ Mounting needs root. Where it is impossible the test is skipped with the reason,
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import subprocess
@@ -63,11 +64,15 @@ def fill_disk(mount: Path, leave_bytes: int) -> Path:
     """A ballast file that leaves about `leave_bytes` free on the filesystem of `mount`."""
     ballast = mount / "ballast.bin"
     size = max(0, free_bytes(mount) - leave_bytes)
-    with open(ballast, "wb") as f:
-        chunk = b"\0" * (1 << 20)
-        while size > 0:
-            f.write(chunk[: min(size, len(chunk))])
-            size -= min(size, len(chunk))
+    chunk = b"\0" * (1 << 20)
+    try:
+        with open(ballast, "wb") as f:
+            while size > 0:
+                f.write(chunk[: min(size, len(chunk))])
+                size -= min(size, len(chunk))
+    except OSError as e:  # the recording took the last bytes meanwhile: the disk is full, as wanted
+        if e.errno != errno.ENOSPC:
+            raise
     return ballast
 
 

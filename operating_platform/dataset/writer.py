@@ -211,8 +211,7 @@ class LeRobotDataset:
         except SpoolWriteError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._reserve.release():
                 self._storage_fault(e)
-            self._stop_saving_for_space(e)  # the reserve takes the frames still in flight
-            try:
+            try:  # the reserve takes the frames still in flight
                 if self.episode_buffer is None:
                     self.episode_buffer = self._new_episode_buffer()
                 else:
@@ -220,13 +219,15 @@ class LeRobotDataset:
                 self.episode_buffer.add_frame(frame, task)
             except SpoolWriteError as again:
                 self._storage_fault(again)
+            self._stop_saving_for_space(e)
 
     def _stop_saving_for_space(self, e: SpoolWriteError) -> None:
         needed = self.space_estimate().episode_peak_bytes(max([1, *(r["length"] for r in self._episodes[-20:])]))
         self.saving_stopped = self.saving_stopped or (
             f"cannot write {e.filename or e.spool}: {e.strerror} — recording stopped; about {space.megabytes(needed)} "
-            f"free is needed at {self.root} for an episode; the episode in progress is kept (incomplete) in {e.spool}; "
-            f"once space is freed, keep it with: {RECOVER_COMMAND.format(root=self.root)}")
+            f"free is needed at {self.root} for an episode; every frame recorded is kept (the episode in progress in "
+            f"{self.episode_buffer.path}); once space is freed, open the dataset again to commit the saved episodes "
+            f"and keep the incomplete one with: {RECOVER_COMMAND.format(root=self.root)}")
         logger.error("%s", self.saving_stopped)
 
     def _new_episode_buffer(self) -> EpisodeBuffer:
