@@ -84,9 +84,9 @@ def without_capabilities(argv: list[str]) -> list[str]:
     return [setpriv, "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
 
 
-def python_without_capabilities(code: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def python_without_capabilities(code: str, argv: list[str] = (), timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter without capabilities (tests/ on its path)."""
     tests_dir = str(Path(__file__).resolve().parent)
-    full_env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(without_capabilities([sys.executable, "-c", code]), capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(without_capabilities([sys.executable, "-c", code, *argv]), capture_output=True, text=True,
+                          timeout=timeout, env=env)

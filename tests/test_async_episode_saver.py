@@ -222,7 +222,9 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         record_episode(ds, 0, 5)
         with self.assertLogs("AsyncEpisodeSaver", level="WARNING") as logs:
             saver.submit_episode(ds.end_episode(), 0)
-            time.sleep(0.1)
+            deadline = time.monotonic() + 60
+            while saver.get_status()["total_retries"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
             blocker.unlink()  # the fault clears while the saver backs off
             self.assertTrue(saver.wait_for_completion(timeout=60))
         self.assertTrue(any("retrying in" in line for line in logs.output))

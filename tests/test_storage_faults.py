@@ -203,3 +203,108 @@ def test_disk_full_during_save_holds_it_and_the_next_open_commits_it(tmp_path):
         again.close()
         np.testing.assert_array_equal(committed_states(root, 1), expected_states_for(1, 12))
         assert validate_dataset(root).passed
+
+
+PERMISSION_CHILD = """
+import json, os, sys
+from pathlib import Path
+from dataset_factory import create, make_frame, record_episode
+from operating_platform.dataset.spool import SpoolWriteError
+from operating_platform.dataset.writer import SavingStoppedError
+
+root, scenario = Path(sys.argv[1]), sys.argv[2]
+ds = create(root, use_async_saver=True, async_save_max_retries=1)
+ds.async_saver.retry_backoff_s = 0.01
+record_episode(ds, 0, 6)
+ds.save_episode()
+assert ds.wait_for_save_completion(timeout=60)
+out = {}
+if scenario == "meta":
+    os.chmod(root / "meta", 0o555)
+    record_episode(ds, 1, 7)
+    ds.save_episode()
+    assert ds.wait_for_save_completion(timeout=60)
+    os.chmod(root / "meta", 0o755)
+    record_episode(ds, 2, 8)
+    ds.save_episode()
+    assert ds.wait_for_save_completion(timeout=60)
+else:
+    record_episode(ds, 1, 5)
+    os.chmod(ds.episode_buffer.path / "observation.images.top.rgb", 0o444)
+    try:
+        ds.add_frame(make_frame(1, 5), task="pick the cube")
+    except SpoolWriteError as e:
+        out["error"] = str(e)
+status = ds.get_async_save_status()
+ds.close()
+out.update(status)
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("scenario", ["meta", "mid_episode"])
+def test_permission_removed_with_capabilities_dropped(tmp_path, scenario):
+    """Root obeys file modes once its capabilities are dropped (setpriv): EACCES at commit time and mid-episode."""
+    import json
+
+    from storage_faults import python_without_capabilities
+
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        root = disk / "ds"
+        child = python_without_capabilities(PERMISSION_CHILD, argv=[str(root), scenario])
+        assert child.returncode == 0, child.stderr[-3000:]
+        result = json.loads(child.stdout.split("RESULT ", 1)[1])
+        assert result["saving_stopped"] and "Permission denied" in result["saving_stopped"]
+        if scenario == "meta":
+            assert (result["total_completed"], result["total_failed"], result["total_held"]) == (1, 1, 1)
+            assert result["frames_recoverable"] == 15
+            again = reopen(root)
+            assert (again.num_episodes, again.num_frames) == (3, 21)
+            again.close()
+            for ep, n in enumerate((6, 7, 8)):
+                np.testing.assert_array_equal(committed_states(root, ep), expected_states_for(ep, n))
+        else:
+            assert "Permission denied" in result["error"] and "observation.images.top.rgb" in result["error"]
+            assert "its 5 frames recorded before the fault are kept" in result["error"]
+            assert result["frames_recoverable"] == 5
+            for f in (root / fmt.SPOOL_DIR).rglob("*.rgb"):
+                f.chmod(0o644)  # permission restored
+            again = reopen(root, recover_partial=True)
+            assert (again.num_episodes, again.num_frames) == (2, 11)
+            again.close()
+            np.testing.assert_array_equal(committed_states(root, 1), expected_states_for(1, 5))
+        assert validate_dataset(root).passed
+
+
+def test_repeated_and_missing_metadata_rows_from_older_versions_are_named_and_repaired(tmp_path):
+    """What the old writer left after a retried metadata write: episodes.jsonl indices [0, 1, 1, 1, 2]."""
+    import json
+
+    from dataset_factory import write_dataset
+
+    root = write_dataset(tmp_path / "ds", lengths=(5, 6, 7))
+    episodes = fmt.read_jsonl(root / fmt.EPISODES_PATH)
+    stats = fmt.read_jsonl(root / fmt.EPISODES_STATS_PATH)
+    tasks = fmt.read_jsonl(root / fmt.TASKS_PATH)
+    stale = {**episodes[1], "length": 99}
+    fmt.write_jsonl_atomic(root / fmt.EPISODES_PATH, [episodes[0], stale, episodes[1], stale, episodes[2]])
+    fmt.write_jsonl_atomic(root / fmt.EPISODES_STATS_PATH, [stats[0], stats[1], stats[1]])  # episode 2 missing
+    fmt.write_jsonl_atomic(root / fmt.TASKS_PATH, [*tasks, tasks[0]])
+
+    report = validate_dataset(root)
+    assert not report.passed
+    text = report.format_text()
+    assert "episode_index 1 appears 3 times" in text
+    assert "no entry for episode 2" in text
+    assert "task_index 0 repeated" in text
+
+    ds = reopen(root)
+    ds.close()
+    assert fmt.read_jsonl(root / fmt.EPISODES_PATH) == episodes
+    assert fmt.read_jsonl(root / fmt.TASKS_PATH) == tasks
+    repaired = fmt.read_jsonl(root / fmt.EPISODES_STATS_PATH)
+    assert [r["episode_index"] for r in repaired] == [0, 1, 2]
+    assert json.dumps(repaired[2]["stats"]["observation.state"]) == json.dumps(stats[2]["stats"]["observation.state"])
+    np.testing.assert_allclose(np.array(repaired[2]["stats"]["observation.images.top"]["mean"]),
+                               np.array(stats[2]["stats"]["observation.images.top"]["mean"]), atol=0.02)
+    assert validate_dataset(root).passed
