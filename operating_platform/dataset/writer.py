@@ -85,6 +85,7 @@ class LeRobotDataset:
         self.held_episodes: list[EpisodeBuffer] = []  # sealed, waiting in the spool for the next open
         self.incomplete_episodes: list[EpisodeBuffer] = []  # a write failed mid-episode: partial spools
         self.partial_episodes: list[Path] = []
+        self._warned_low_space = False
         self.episode_buffer: EpisodeBuffer | None = None
         self._live_encoder_threads: dict[str, LiveEncoderThread] = {}
         if video_keys := fmt.video_keys(self.features):
@@ -361,11 +362,16 @@ class LeRobotDataset:
             if self.episode_buffer is not None:
                 reserve = max(reserve, self.episode_buffer.num_frames)
             minutes = round(self.space_estimate().minutes_left(free, self.fps, reserve), 1)
+        low = minutes is not None and minutes < space.LOW_SPACE_MINUTES
+        if low and not self._warned_low_space:
+            logger.warning("%s is low on disk space: %s free, about %.1f minutes of recording left",
+                           self.root, space.megabytes(free), minutes)
+        self._warned_low_space = low
         kept = [*self.held_episodes, *self.incomplete_episodes]
         return {
             "free_bytes": free,
             "minutes_left": minutes,
-            "space_low": minutes is not None and minutes < space.LOW_SPACE_MINUTES,
+            "space_low": low,
             "saving_stopped": self.saving_stopped,
             "episodes_held": len(self.held_episodes),
             "episodes_incomplete": len(self.incomplete_episodes),
