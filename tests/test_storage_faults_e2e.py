@@ -1,12 +1,14 @@
-"""A full disk through the real dataflow: `dora run` with the dataset on a small real tmpfs, under load.
+"""Storage faults through the real dataflow: `dora run` with the dataset on a small real tmpfs, under load.
 
-A ballast file fills the disk while episodes are being recorded. Asserted: the run fails loudly
-(non-zero exit, one error naming the path and the space needed), and after space is freed every
-frame the recorder sent is either committed or in the spool as a named recoverable episode.
+While episodes are being recorded, a ballast file fills the disk, or meta/ becomes a read-only
+bind mount, or loses its write permission (the dataflow runs without capabilities). Asserted:
+the run fails loudly (non-zero exit, an error naming the path), and once the fault is undone
+every frame the recorder sent is either committed or in the spool as a named recoverable episode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from e2e_helpers import REPO, assert_valid, copy_dataflow
-from storage_faults import fill_disk, tmpfs
+from storage_faults import fill_disk, read_only, tmpfs, without_capabilities
 
 from operating_platform.core.launcher import dora_binary
 from operating_platform.dataset import LeRobotDataset
@@ -34,7 +36,32 @@ def _busy(stop):
         pass
 
 
-def test_disk_filling_mid_run_stops_recording_and_loses_no_frame(workdir):
+@contextlib.contextmanager
+def _fault(kind: str, disk: Path, root: Path):
+    """Apply a storage fault to the running recording; undo it (space freed, permission restored) on exit."""
+    if kind == "disk_full":
+        ballast = fill_disk(disk, 0)
+        try:
+            yield
+        finally:
+            ballast.unlink()
+    elif kind == "meta_read_only":
+        with read_only(root / "meta"):
+            yield
+    else:  # write permission removed; the dataflow runs without capabilities, so root obeys it
+        (root / "meta").chmod(0o555)
+        try:
+            yield
+        finally:
+            (root / "meta").chmod(0o755)
+
+
+FAULT_TEXT = {"disk_full": "No space left on device", "meta_read_only": "Read-only file system",
+              "meta_no_permission": "Permission denied"}
+
+
+@pytest.mark.parametrize("kind", sorted(FAULT_TEXT))
+def test_storage_fault_mid_run_stops_recording_and_loses_no_frame(workdir, kind):
     copy_dataflow(workdir)
     stop = multiprocessing.Event()
     load = [multiprocessing.Process(target=_busy, args=(stop,), daemon=True) for _ in range(2)]
@@ -46,8 +73,11 @@ def test_disk_filling_mid_run_stops_recording_and_loses_no_frame(workdir):
             env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
             cmd = [dora_binary(), "run", "dataflow.yml"]
             for k, v in {"DATASET_ROOT": str(root), "NUM_EPISODES": "6", "EPISODE_TIME_S": "2", "RESET_TIME_S": "0.3",
-                         "CAMERA_WIDTH": "64", "CAMERA_HEIGHT": "48", "VCODEC": "libx264"}.items():
+                         "CAMERA_WIDTH": "64", "CAMERA_HEIGHT": "48", "VCODEC": "libx264",
+                         "ASYNC_SAVE_MAX_RETRIES": "1"}.items():
                 cmd += ["--env", f"{k}={v}"]
+            if kind == "meta_no_permission":
+                cmd = without_capabilities(cmd)
             proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, start_new_session=True)
             try:
@@ -59,8 +89,8 @@ def test_disk_filling_mid_run_stops_recording_and_loses_no_frame(workdir):
                     time.sleep(0.05)
                 assert proc.poll() is None, "the dataflow ended before the first episode was committed"
                 time.sleep(0.5)  # into the next episode
-                ballast = fill_disk(disk, 0)
-                out, _ = proc.communicate(timeout=150)
+                with _fault(kind, disk, root):
+                    out, _ = proc.communicate(timeout=150)
             finally:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -71,18 +101,20 @@ def test_disk_filling_mid_run_stops_recording_and_loses_no_frame(workdir):
                 r"\[saver\] frames received (\d+), committed \d+, sequence gaps (\d+), rejected (.*?)\"", saver_log).groups()
             assert (gaps, rejected) == ("0", "0"), saver_log[-3000:]  # every frame the recorder sent was taken
             sent = int(received)
-            errors = [line for line in out.splitlines() if "No space left on device" in line]
+            errors = [line for line in out.splitlines() if FAULT_TEXT[kind] in line]
             assert errors, out[-4000:]
-            assert str(root) in errors[0] and "free is needed at" in errors[0]
+            assert str(root) in errors[0]
+            if kind == "disk_full":
+                assert "free is needed at" in errors[0]
             assert "save the episode" not in out
             assert "completed=6 failed=0" not in out
 
-            ballast.unlink()  # the operator frees space; the next open recovers everything
-            ds = LeRobotDataset.open(root, use_async_saver=False, vcodec="libx264")
+            ds = LeRobotDataset.open(root, use_async_saver=False, vcodec="libx264")  # the fault is gone
             committed = ds.num_frames
+            assert ds.saving_stopped is None
             spooled = sum(load_spooled_episode(p).num_frames for p in spooled_episode_dirs(root / fmt.SPOOL_DIR))
             ds.close()
-            print(f"frames sent {sent}, committed {committed}, recoverable {spooled}")
+            print(f"{kind}: frames recorded {sent}, committed {committed}, recoverable {spooled}")
             assert sent == committed + spooled, out[-4000:]
             assert committed >= 60
             script = REPO / "scripts" / "recover_episodes.py"
