@@ -99,11 +99,12 @@ def check_free_space(
 ) -> SpaceEstimate:
     """Before recording: raise InsufficientSpaceError (one line) unless `root` holds `episodes` more episodes.
 
-    Episodes may pile up in the save queue, so each is counted at its peak (raw spool + encoded).
+    Episodes may pile up in the save queue, so each is counted at its peak (raw spool + encoded),
+    plus the writer's SpaceReserve.
     """
     est = estimate(cameras, vector_floats, vcodec, Path(root))
     frames = max(1, round(episode_time_s * fps))
-    needed = episodes * est.episode_peak_bytes(frames)
+    needed = episodes * est.episode_peak_bytes(frames) + reserve_bytes(est, fps)
     free = free_bytes(Path(root))
     if free < needed:
         raise InsufficientSpaceError(
@@ -115,6 +116,11 @@ def check_free_space(
 
 
 RESERVE_SECONDS = 3.0  # of raw frames: what is still in flight when a full disk stops recording
+RESERVE_FILE = "reserve.bin"  # in the spool directory, while a dataset is open for recording
+
+
+def reserve_bytes(est: SpaceEstimate, fps: int) -> int:
+    return int(est.raw_bytes_per_frame * fps * RESERVE_SECONDS)
 
 
 class SpaceReserve:

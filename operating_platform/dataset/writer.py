@@ -86,6 +86,7 @@ class LeRobotDataset:
         self.incomplete_episodes: list[EpisodeBuffer] = []  # a write failed mid-episode: partial spools
         self.partial_episodes: list[Path] = []
         self._warned_low_space = False
+        self._space_estimate: tuple[int, space.SpaceEstimate] | None = None
         self.episode_buffer: EpisodeBuffer | None = None
         self._live_encoder_threads: dict[str, LiveEncoderThread] = {}
         if video_keys := fmt.video_keys(self.features):
@@ -94,9 +95,8 @@ class LeRobotDataset:
             vector_shapes={k: int(np.prod(self.features[k]["shape"])) for k in fmt.vector_keys(self.features)},
             camera_shapes={k: tuple(self.features[k]["shape"]) for k in video_keys},
         )
-        raw_frame = self._layout.record_bytes + sum(self._layout.frame_bytes(k) for k in self._layout.camera_shapes)
-        self._reserve = space.SpaceReserve(self.root / fmt.SPOOL_DIR / "reserve.bin",
-                                           raw_frame * self.fps * space.RESERVE_SECONDS)
+        self._reserve = space.SpaceReserve(self.root / fmt.SPOOL_DIR / space.RESERVE_FILE,
+                                           space.reserve_bytes(self.space_estimate(), self.fps))
         if use_async_saver:
             self.start_async_saver()
 
@@ -347,8 +347,12 @@ class LeRobotDataset:
         return {**status, **self.storage_status()}
 
     def space_estimate(self) -> space.SpaceEstimate:
-        cameras = {k: shape[:2] for k, shape in self._layout.camera_shapes.items()}
-        return space.estimate(cameras, self._layout.record_floats, self.encoding.vcodec, self.root)
+        """Measured again only when an episode was committed (the status asks 4 times a second)."""
+        if self._space_estimate is None or self._space_estimate[0] != self.num_episodes:
+            cameras = {k: shape[:2] for k, shape in self._layout.camera_shapes.items()}
+            est = space.estimate(cameras, self._layout.record_floats, self.encoding.vcodec, self.root)
+            self._space_estimate = (self.num_episodes, est)
+        return self._space_estimate[1]
 
     def storage_status(self) -> dict:
         """Free space, minutes of recording it holds, and whatever is kept in the spool instead of committed."""
