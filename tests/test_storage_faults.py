@@ -41,6 +41,13 @@ def test_save_failing_on_read_only_meta_is_committed_by_the_next_open(tmp_path):
         assert "Read-only file system" in status["last_error"]
         record_episode(ds, 2, 8)
         ds.save_episode()
+        assert ds.wait_for_save_completion(timeout=60)
+        status = ds.get_async_save_status()
+        assert (status["total_completed"], status["total_failed"], status["total_held"]) == (1, 1, 1)
+        assert status["saving_stopped"].startswith("episode 1 could not be saved: OSError: [Errno 30]")
+        assert status["frames_recoverable"] == 15  # recorded 21 == committed 6 + recoverable 15
+        held = [r for r in ds.get_async_save_results() if r["held"]]
+        assert [r["episode_index"] for r in held] == [2] and "next open" in held[0]["error"]
         ds.close()
         assert ds.num_episodes == 1, "nothing is committed behind a failed episode"
 
@@ -149,7 +156,7 @@ def test_disk_full_mid_episode_keeps_every_frame_and_stops(tmp_path, caplog):
         status = ds.get_async_save_status()
         assert status["saving_stopped"] and status["episodes_incomplete"] == 1
         assert status["frames_recoverable"] == recorded
-        with pytest.raises(ValueError):  # nothing to save: the incomplete episode is never sealed
+        with pytest.raises(SavingStoppedError, match="incomplete"):  # an incomplete episode is never sealed
             ds.save_episode()
         ds.close()
         assert ds.num_episodes == 1

@@ -255,6 +255,9 @@ class LeRobotDataset:
     def end_episode(self) -> EpisodeBuffer:
         """Seal the current episode and take ownership of it (for AsyncEpisodeSaver.submit_episode)."""
         buffer = self.episode_buffer
+        if buffer is None and self.incomplete_episodes:
+            raise SavingStoppedError(f"save_episode: the episode was left incomplete by a write fault, its frames are "
+                                     f"kept for recovery ({self.saving_stopped})")
         if buffer is None or buffer.num_frames == 0:
             raise ValueError("save_episode: the episode has no frames (call add_frame first)")
         try:
