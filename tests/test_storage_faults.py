@@ -315,3 +315,65 @@ def test_repeated_and_missing_metadata_rows_from_older_versions_are_named_and_re
     np.testing.assert_allclose(np.array(repaired[2]["stats"]["observation.images.top"]["mean"]),
                                np.array(stats[2]["stats"]["observation.images.top"]["mean"]), atol=0.02)
     assert validate_dataset(root).passed
+
+
+class _SaverFeed:
+    """Feeds the dataflow saver's logic class the recorder's messages, numbered."""
+
+    def __init__(self, root):
+        from operating_platform.dataflow.messages import EpisodeLayout, decode_status
+        from operating_platform.dataflow.saver import Saver, SaverConfig
+        from operating_platform.hardware.base import SO101_JOINT_NAMES
+
+        self.layout = EpisodeLayout(list(SO101_JOINT_NAMES), {"top": (64, 96)})
+        config = SaverConfig(root=str(root), vcodec="libx264")
+        self.said, self.seq = [], 0
+        self.saver = Saver(config.open_dataset, lambda o, v, m: decode_status(v), say=self.said.append)
+
+    def control(self, kind, episode):
+        from operating_platform.dataflow.messages import encode_episode_control
+
+        self.seq += 1
+        self.saver.on_episode(*encode_episode_control(kind, self.seq, episode, "stack blocks", self.layout))
+
+    def frames(self, episode, n):
+        from operating_platform.dataflow.messages import encode_episode_frame
+
+        for i in range(n):
+            self.seq += 1
+            image = np.full((64, 96, 3), i % 256, np.uint8)
+            self.saver.on_episode(*encode_episode_frame(self.seq, episode, i, self.layout, np.full(6, i, np.float32),
+                                                        np.full(6, -i, np.float32), {"top": image}, 0))
+
+    def episode(self, episode, n):
+        self.control("begin", episode)
+        self.frames(episode, n)
+        self.control("end", episode)
+
+
+def test_saver_node_logic_turns_a_full_disk_into_one_fatal_error_and_names_the_kept_frames(tmp_path):
+    """The dataflow saver's logic class on a real tmpfs: the status stops the recorder, the summary says what is kept."""
+    from storage_faults import fill_disk
+
+    with tmpfs(tmp_path / "disk", "8m") as disk:
+        s = _SaverFeed(disk / "ds")
+        s.episode(0, 10)
+        assert s.saver.ds.wait_for_save_completion(timeout=60)
+        s.control("begin", 1)
+        s.frames(1, 3)
+        ballast = fill_disk(disk, 0)
+        s.frames(1, 400)  # more than the reserve holds: the rest is refused, counted, said once
+        status = s.saver.status()
+        assert status["fatal"] and "No space left on device" in status["fatal"] and str(disk / "ds") in status["fatal"]
+        assert status["free_bytes"] is not None and status["minutes_left"] == 0.0 and status["space_low"]
+        errors = [line for line in s.said if "✗" in line]
+        assert len(errors) == 1, errors
+        kept = status["frames_recoverable"]
+        refused = status["rejected"]["frame (storage fault)"]
+        assert kept > 3 and kept + refused == 403  # every frame is either kept or counted as refused
+        s.control("finish", 1)
+        assert s.said[-1].startswith(f"[saver] ✗ {kept} frames not committed, kept for recovery")
+        ballast.unlink()
+        again = reopen(disk / "ds", recover_partial=True)
+        assert again.num_frames == 10 + kept
+        again.close()

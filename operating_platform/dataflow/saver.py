@@ -227,6 +227,10 @@ class Saver:
         self._say(f"Save stats: queued={s['queued']} completed={s['completed']} failed={s['failed']}")
         self._say(f"[saver] frames received {s['frames_received']}, committed {s['frames_committed']}, "
                   f"sequence gaps {s['sequence_gaps']}, rejected {s['rejected'] or 0}")
+        if s["frames_recoverable"]:  # issue 10: not committed, kept in the spool, and how to get them back
+            self._say(f"[saver] ✗ {s['frames_recoverable']} frames not committed, kept for recovery: "
+                      f"{', '.join(s['recoverable'])} — opening the dataset again commits the saved episodes; "
+                      f"incomplete ones: python scripts/recover_episodes.py {s['root']} --include-partial")
         self.publish_status()
 
     # ------------------------------------------------------------------ status
