@@ -2,8 +2,9 @@
 """Commit episodes left in a dataset's spool by a crash or a failed save.
 
 Episodes that were saved (save_episode() was called) are committed by any open of the
-dataset; this script also commits the partial episode an interrupted recording left
-behind (--include-partial), or deletes it (--discard-partial).
+dataset; this script also commits the incomplete episode an interrupted recording or a
+failed write (disk full, permission) left behind (--include-partial), or deletes it
+(--discard-partial). Exit status 1 when the fault is still there (nothing is deleted then).
 
     python scripts/recover_episodes.py data/my_dataset [--include-partial | --discard-partial]
 """
@@ -39,9 +40,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(path)
             print(f"deleted partial episode {path}")
         before.partial_episodes = []
+    stopped = before.saving_stopped
     before.close()
     print(f"{args.root}: {before.num_episodes} episodes, {before.num_frames} frames committed; "
           f"{len(before.partial_episodes)} partial episode(s) left in the spool")
+    if stopped:  # the fault is still there (disk full, no permission): the spool keeps everything
+        print(f"error: {stopped}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dataset_factory import create, make_frame, record_episode  # noqa: E402
 
+import operating_platform.dataset.commit as commit  # noqa: E402
 import operating_platform.dataset.format as fmt  # noqa: E402
 import operating_platform.dataset.video as video  # noqa: E402
-import operating_platform.dataset.writer as writer  # noqa: E402
 
 
 KILL_POINTS = [  # where arm() can kill; `random` (parent kills) is separate
@@ -52,7 +52,7 @@ def arm(point: str) -> None:
 
         video.VideoFileWriter.write = write
     elif point in ("mid_parquet", "after_parquet_staged"):
-        original_parquet = writer.write_table_durably
+        original_parquet = commit.write_table_durably
 
         def write_table(table, path):
             if point == "after_parquet_staged":
@@ -67,7 +67,7 @@ def arm(point: str) -> None:
                 path.write_bytes(data[: len(data) // 2])
             die()
 
-        writer.write_table_durably = write_table
+        commit.write_table_durably = write_table
     elif point == "after_files_moved":
         fmt.write_jsonl_atomic = lambda *a, **k: die()
     elif point in ("mid_metadata", "mid_info_write", "after_info_write"):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from dataset_factory import create, record_episode
 from validator_faults import FAULTS, TOP, WRIST, edit_parquet
 
 from operating_platform.dataset import format as fmt
@@ -256,19 +257,23 @@ def test_dataset_before_its_first_commit_is_valid(tmp_path):
     assert {c.name for c in validate_dataset(root).failed} == {"files.staging"}
 
 
-def test_spool_of_an_already_committed_episode_is_named_as_such(dataset):
-    """Killed after info.json named episode 1, before its spool folder was removed."""
-    spool = dataset / fmt.SPOOL_DIR / "00000000000000000001-000001"
-    spool.mkdir(parents=True)
-    (spool / "spool.json").write_text("{}")
-    (spool / "commit.json").write_text('{"episode_index": 1}')
-    report = validate_dataset(dataset)
+def test_spool_of_an_already_committed_episode_is_named_as_such(tmp_path):
+    """Killed after info.json named episode 0, before its spool folder was removed."""
+    root = tmp_path / "ds"
+    ds = create(root)
+    record_episode(ds, 0, 5)
+    buffer = ds.end_episode()
+    shutil.copytree(buffer.path, tmp_path / "spool-copy")
+    ds.commit_saved_episode(buffer)
+    ds.close()
+    shutil.copytree(tmp_path / "spool-copy", buffer.path)
+    report = validate_dataset(root)
     assert report.passed
     check = report.check("files.spool")
-    assert check.message.startswith("1 committed episode(s) still in .spool/: 00000000000000000001-000001")
-    assert "already committed as episode 1" in check.details[0]
-    (dataset / fmt.INFO_PATH).unlink()
-    assert {c.name for c in validate_dataset(dataset).failed} == {"info.json"}  # no crash without info
+    assert check.message.startswith(f"1 committed episode(s) still in .spool/: {buffer.spool_id}")
+    assert "already committed as episode 0" in check.details[0]
+    (root / fmt.INFO_PATH).unlink()
+    assert {c.name for c in validate_dataset(root).failed} == {"info.json"}  # no crash without info
 
 
 # What the validator says right after a SIGKILL at each step of a sync save of episode 1 (tests/crash_child.py),

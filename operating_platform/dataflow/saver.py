@@ -18,6 +18,7 @@ from typing import Callable
 
 from operating_platform.dataset import LeRobotDataset, build_features
 from operating_platform.dataset import format as fmt
+from operating_platform.dataset.spool import SpoolWriteError
 
 from .messages import EpisodeLayout, EpisodeMsg, MessageError, SeqTracker, decode_episode, encode_status
 from .problems import ProblemLog
@@ -26,6 +27,7 @@ from .settings import env_bool, setting
 logger = logging.getLogger(__name__)
 Emit = Callable[[str, object, dict], None]
 STATUS_INTERVAL_NS = 250_000_000
+STORAGE_STATUS_KEYS = ("free_bytes", "minutes_left", "space_low", "frames_recoverable", "recoverable")
 
 
 @dataclass
@@ -172,6 +174,12 @@ class Saver:
         frame.update({fmt.IMAGE_KEY_PREFIX + cam: img for cam, img in msg.images.items()})
         try:
             self.ds.add_frame(frame, task=self.task)
+        except SpoolWriteError as exc:  # storage fault (issue 10): said once; `fatal` stops the recorder
+            self.problems.counts["frame (storage fault)"] += 1
+            if self.fatal is None:
+                self.fatal = str(exc)
+                self._say(f"[saver] ✗ {self.fatal}")
+            return
         except Exception as exc:  # the writer refused this frame: counted and reported, the node lives on
             self.problems.report("frame", f"episode {msg.episode_index} frame {msg.frame_index}: {exc}")
             return
@@ -213,11 +221,17 @@ class Saver:
             self._closed_writer_status = self._writer_status()
             self._was_async = self.ds.async_saver is not None
             self.ds.close()
+            self._closed_writer_status.update(self.ds.storage_status())  # what close() left in the spool
+            self.fatal = self.fatal or self._closed_writer_status.get("saving_stopped")  # exit non-zero
         self.done = True
         s = self.status()
         self._say(f"Save stats: queued={s['queued']} completed={s['completed']} failed={s['failed']}")
         self._say(f"[saver] frames received {s['frames_received']}, committed {s['frames_committed']}, "
                   f"sequence gaps {s['sequence_gaps']}, rejected {s['rejected'] or 0}")
+        if s["frames_recoverable"]:  # issue 10: not committed, kept in the spool, and how to get them back
+            self._say(f"[saver] ✗ {s['frames_recoverable']} frames not committed, kept for recovery: "
+                      f"{', '.join(s['recoverable'])} — opening the dataset again commits the saved episodes; "
+                      f"incomplete ones: python scripts/recover_episodes.py {s['root']} --include-partial")
         self.publish_status()
 
     # ------------------------------------------------------------------ status
@@ -239,7 +253,8 @@ class Saver:
             "failed": w.get("total_failed", 0) + self.sync_failed,
             "retries": w.get("total_retries", 0),
             "last_error": w.get("last_error") or self.last_error,
-            "fatal": self.fatal,
+            "fatal": self.fatal or w.get("saving_stopped"),  # a failed save holds every later one (issue 10)
+            **{k: w.get(k) for k in STORAGE_STATUS_KEYS},
             "frames_received": self.frames_received,
             "frames_committed": (self.ds.num_frames - self.frames_at_open) if self.ds is not None else 0,
             "episodes_committed": committed,

@@ -12,8 +12,10 @@ Layout of one spooled episode (`<root>/.spool/<spool_id>/`):
   <video_key>.rgb   raw RGB frames, height*width*3 bytes each
   tasks.json    task strings of this episode; the record's task id indexes it
   ended.json    written by save_episode(): the episode is complete and should be committed
-  commit.json   written just before the episode's files are moved into the dataset
 A frame exists once its vectors record is complete; camera bytes are written first.
+Whether a spool is already in the dataset is decided from the dataset itself (see commit.py),
+never from a marker here. A write that fails (disk full, permission) leaves the episode
+incomplete: no later frame is accepted, so the spool holds exactly the frames before the fault.
 """
 
 from __future__ import annotations
@@ -33,12 +35,24 @@ SPOOL_META = "spool.json"
 VECTORS_FILE = "vectors.bin"
 TASKS_FILE = "tasks.json"
 ENDED_MARKER = "ended.json"
-COMMIT_MARKER = "commit.json"
+LEGACY_COMMIT_MARKER = "commit.json"  # written ahead of the commit by older versions; only read
 TASK_ID_DTYPE = np.dtype("<i4")
 
 
 class SpoolWriteError(OSError):
-    """A frame could not be appended (disk full, I/O error); earlier frames are untouched."""
+    """The spool could not be written (disk full, permission, I/O error); earlier frames are untouched.
+
+    The episode is incomplete from then on: `frames_kept` frames stay in `spool`.
+    """
+
+    def __init__(self, cause: OSError, spool: Path, frames_kept: int):
+        super().__init__(cause.errno, cause.strerror or str(cause), cause.filename)
+        self.cause, self.spool, self.frames_kept = cause, spool, frames_kept
+        self.advice = ""  # what the operator can do, added by the dataset that knows its root
+
+    def __str__(self) -> str:
+        return (f"cannot write {self.filename or self.spool}: {self.strerror} — the episode is incomplete; "
+                f"its {self.frames_kept} frames recorded before the fault are kept in {self.spool}{self.advice}")
 
 
 class SpoolClosedError(RuntimeError):
@@ -93,15 +107,21 @@ class EpisodeBuffer:
     tasks: list[str] = field(default_factory=list)
     ended: bool = False
     discarded: bool = False
+    fault: SpoolWriteError | None = None  # set by the first failed write; the episode is incomplete
     live_encoders: dict = field(default_factory=dict, repr=False)  # video key -> video.LiveEncode
     frame_added: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     @classmethod
     def create(cls, path: Path, layout: SpoolLayout, fps: int) -> "EpisodeBuffer":
-        path.mkdir(parents=True, exist_ok=False)
-        write_json_atomic(path / SPOOL_META, {"fps": fps, "created_ns": time.time_ns(), **layout.to_json()}, durable=False)
-        for name in [VECTORS_FILE, *(f"{k}.rgb" for k in layout.camera_shapes)]:
-            (path / name).touch()
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            write_json_atomic(path / SPOOL_META, {"fps": fps, "created_ns": time.time_ns(), **layout.to_json()},
+                              durable=False)
+            for name in [VECTORS_FILE, *(f"{k}.rgb" for k in layout.camera_shapes)]:
+                (path / name).touch()
+        except OSError as e:
+            shutil.rmtree(path, ignore_errors=True)  # holds no frame yet
+            raise SpoolWriteError(e, path, 0) from e
         return cls(path=path, layout=layout, fps=fps)
 
     @property
@@ -111,25 +131,23 @@ class EpisodeBuffer:
     def add_frame(self, frame: dict, task: str) -> None:
         if self.ended or self.discarded:
             raise SpoolClosedError(f"episode buffer {self.path} was already handed over; start a new episode")
+        if self.fault is not None:
+            raise self.fault
         vectors, images = self._validate(frame)
         if not isinstance(task, str) or not task:
             raise ValueError(f"add_frame: task must be a non-empty string, got {task!r}")
-        if task not in self.tasks:
-            self.tasks.append(task)
-            write_json_atomic(self.path / TASKS_FILE, self.tasks, durable=False)
-        record = np.concatenate(vectors).astype("<f4").tobytes() + np.array(
-            [self.tasks.index(task)], TASK_ID_DTYPE
-        ).tobytes()
         try:
+            if task not in self.tasks:
+                write_json_atomic(self.path / TASKS_FILE, [*self.tasks, task], durable=False)
+                self.tasks.append(task)
+            record = np.concatenate(vectors).astype("<f4").tobytes() + np.array(
+                [self.tasks.index(task)], TASK_ID_DTYPE
+            ).tobytes()
             for key, img in images.items():
                 _append(self.path / f"{key}.rgb", img)
             _append(self.path / VECTORS_FILE, record)  # last: the frame exists once this is whole
         except OSError as e:
-            self._truncate_to(self.num_frames)
-            raise SpoolWriteError(
-                f"cannot record frame {self.num_frames} into {self.path}: {e.strerror or e} — "
-                f"the {self.num_frames} frames before it are intact; free space and save the episode"
-            ) from e
+            self._fail(e)
         with self.frame_added:
             self.num_frames += 1
             self.frame_added.notify_all()
@@ -162,6 +180,21 @@ class EpisodeBuffer:
             raise ValueError(f"add_frame: unknown features {sorted(unknown)}")
         return vectors, images
 
+    def resume_after_fault(self) -> None:
+        """Space was freed (the dataset's reserve): accept frames again after the ones kept."""
+        self.fault = None
+
+    def _fail(self, cause: OSError):
+        """Keep the frames before the fault, refuse every later one, and raise."""
+        try:
+            self._truncate_to(self.num_frames)  # a torn frame would shift the next ones
+        except OSError:
+            pass  # load_spooled_episode trims to whole frames anyway
+        self.fault = SpoolWriteError(cause, self.path, self.num_frames)
+        with self.frame_added:  # live encodes stop; the episode is not ended
+            self.frame_added.notify_all()
+        raise self.fault from cause
+
     def _truncate_to(self, frames: int) -> None:
         """Drop a torn frame so later appends stay aligned on frame boundaries."""
         os.truncate(self.path / VECTORS_FILE, frames * self.layout.record_bytes)
@@ -169,10 +202,20 @@ class EpisodeBuffer:
             os.truncate(self.path / f"{key}.rgb", frames * self.layout.frame_bytes(key))
 
     def end(self) -> None:
-        """Seal the episode: from now on it belongs to whoever commits it."""
+        """Seal the episode: from now on it belongs to whoever commits it.
+
+        An incomplete episode (a write failed) is never sealed: it stays a partial spool
+        that scripts/recover_episodes.py keeps or drops.
+        """
+        if self.fault is not None:
+            raise self.fault
         if self.num_frames == 0:
             raise ValueError("save_episode: the episode has no frames (call add_frame first)")
-        write_json_atomic(self.path / ENDED_MARKER, {"num_frames": self.num_frames, "tasks": self.tasks}, durable=False)
+        try:
+            write_json_atomic(self.path / ENDED_MARKER, {"num_frames": self.num_frames, "tasks": self.tasks},
+                              durable=False)
+        except OSError as e:
+            self._fail(e)
         with self.frame_added:
             self.ended = True
             self.frame_added.notify_all()
@@ -188,10 +231,10 @@ class EpisodeBuffer:
         shutil.rmtree(self.path, ignore_errors=True)
 
     def wait_for_frame(self, index: int, timeout: float = 0.5) -> bool:
-        """Block until frame `index` exists; False once the episode ended/discarded without it."""
+        """Block until frame `index` exists; False once the episode ended/discarded/failed without it."""
         with self.frame_added:
             while self.num_frames <= index:
-                if self.ended or self.discarded:
+                if self.ended or self.discarded or self.fault is not None:
                     return False
                 self.frame_added.wait(timeout)
             return True
@@ -222,8 +265,12 @@ class EpisodeBuffer:
 
 
 def _append(path: Path, data) -> None:
-    with open(path, "ab") as f:
-        f.write(memoryview(np.ascontiguousarray(data)).cast("B") if isinstance(data, np.ndarray) else data)
+    try:
+        with open(path, "ab") as f:
+            f.write(memoryview(np.ascontiguousarray(data)).cast("B") if isinstance(data, np.ndarray) else data)
+    except OSError as e:
+        e.filename = e.filename or str(path)  # a failed write() names no file
+        raise
 
 
 def load_spooled_episode(path: Path) -> EpisodeBuffer:

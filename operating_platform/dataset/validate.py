@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import format as fmt
-from .spool import COMMIT_MARKER, ENDED_MARKER, spooled_episode_dirs
+from .commit import find_committed_episode
+from .spool import ENDED_MARKER, load_spooled_episode, spooled_episode_dirs
 
 # LeRobot's reader default (`tolerance_s`): a timestamp off the 1/fps grid by more is rejected.
 TIMESTAMP_TOLERANCE_S = 1e-4
@@ -519,6 +520,8 @@ class _Validator:
                 problems.append(f"{where}: episode {index} has length {length}")
             # Later checks look for the files of episode `position`: one wrong number is one finding, not ten.
             self.episodes.append(_Episode(index=position, length=length, tasks=tasks))
+        indices = [r.get("episode_index") for r in rows or []]
+        problems[:0] = _row_problems(fmt.EPISODES_PATH, indices, max([-1, *filter(_is_int, indices)]) + 1)
         self._add("episodes.jsonl", GROUP_META,
                   f"episodes.jsonl is valid JSONL ({len(self.episodes)} episode(s))", problems)
 
@@ -536,6 +539,7 @@ class _Validator:
         self.stats_rows = [r for r in rows if _is_int(r.get("episode_index")) and isinstance(r.get("stats"), dict)]
         have = [r["episode_index"] for r in self.stats_rows]
         want = [ep.index for ep in self.episodes]
+        problems += _row_problems(fmt.EPISODES_STATS_PATH, have, len(self.episodes))
         if have != want:
             problems.append(f"{fmt.EPISODES_STATS_PATH}: entries for episodes {_ranges(have)}, "
                             f"episodes.jsonl has {_ranges(want)}")
@@ -908,11 +912,10 @@ class _Validator:
     def _spool_state(self, path: Path) -> tuple[bool, str]:
         """(already committed?, what LeRobotDataset.open(root) will do with this spooled episode)."""
         try:
-            committed_as = fmt.read_json(path / COMMIT_MARKER)["episode_index"]
-        except Exception:  # noqa: BLE001 - no (readable) marker: the commit never started
+            committed_as = find_committed_episode(self.root, self.info, load_spooled_episode(path))
+        except Exception:  # noqa: BLE001 - an unreadable spool or dataset: not verifiably committed
             committed_as = None
-        total = (self.info or {}).get("total_episodes")
-        if _is_int(committed_as) and _is_int(total) and committed_as < total:
+        if committed_as is not None:
             return True, f"already committed as episode {committed_as} — LeRobotDataset.open(root) removes the leftover"
         if (path / ENDED_MARKER).exists():
             return False, "ended, not committed — LeRobotDataset.open(root) commits it"
@@ -971,6 +974,21 @@ class _Validator:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _row_problems(rel: str, indices: list, expected: int) -> list[str]:
+    """Repeated and missing episode rows, named (what older versions left; LeRobotDataset.open repairs them)."""
+    counts: dict[int, int] = {}
+    for i in indices:
+        if _is_int(i):
+            counts[i] = counts.get(i, 0) + 1
+    problems = [f"{rel}: episode_index {i} appears {n} times (LeRobotDataset.open(root) keeps the row that matches its parquet)"
+                for i, n in sorted(counts.items()) if n > 1]
+    missing = [i for i in range(expected) if i not in counts]
+    if missing:
+        problems.append(f"{rel}: no entry for episode {_ranges(missing)} "
+                        f"(LeRobotDataset.open(root) rebuilds it from the episode's files)")
+    return problems
 
 
 def _is_int(value: Any) -> bool:

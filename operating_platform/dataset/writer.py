@@ -4,15 +4,22 @@ Life of an episode:
   add_frame()     appends to the episode's spool on disk (and feeds the live video encoders)
   save_episode()  seals the spool and hands it over — to the AsyncEpisodeSaver (returns at
                   once) or, in sync mode, commits it before returning
-  commit          videos + parquet written in .staging/, fsynced, renamed into data/ and
-                  videos/, then the JSONL metadata, then info.json: info.json is the commit
-                  point, so a reader never sees an episode whose files are incomplete.
-On open, everything past info.json's totals is rolled back and spooled episodes that
-were saved but not committed are committed again — a crash loses nothing saved.
+  commit          steps in commit.py: videos + parquet staged, renamed into data/ and videos/,
+                  the JSONL metadata, then info.json, the commit point; each step can fail and
+                  be run again, and in-memory state follows only once info.json is written.
+On open, everything past info.json's totals is rolled back, and each spool is either
+verifiably in the dataset (then deleted) or committed again — a crash loses nothing saved.
+
+Order policy when saving fails: episodes are committed strictly in recording order. Once a
+save has failed after its retries (or the spool cannot be written), `saving_stopped` says why,
+every later episode waits behind it in the spool with the index it was given, and the next
+open commits them all in order. A full disk or a missing permission does not fix itself, so
+the dataflow stops recording on `saving_stopped` rather than pile up episodes it cannot save.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import shutil
@@ -23,22 +30,21 @@ from typing import Any, Callable
 import numpy as np
 
 from . import format as fmt
+from . import space
 from .format import DatasetFormatError
-from .parquet import episode_table, episode_timestamps, write_table_durably
-from .recovery import remove_uncommitted_episode_files, repair_dataset
-from .spool import (
-    COMMIT_MARKER,
-    EpisodeBuffer,
-    SpoolLayout,
-    load_spooled_episode,
-    spooled_episode_dirs,
-)
-from .stats import image_stats, vector_stats
-from .video import LiveEncoderThread, VideoEncodeError, VideoEncoding, encode_video, probe_video_info
+from .commit import LEGACY_COMMIT_MARKER, V21EpisodeCommit, find_committed_episode, release
+from .recovery import repair_dataset
+from .spool import EpisodeBuffer, SpoolLayout, SpoolWriteError, load_spooled_episode, spooled_episode_dirs
+from .video import LiveEncoderThread, VideoEncoding
 
 logger = logging.getLogger(__name__)
 
 _spool_counter = itertools.count()
+RECOVER_COMMAND = "python scripts/recover_episodes.py {root} --include-partial (or --discard-partial to drop it)"
+
+
+class SavingStoppedError(RuntimeError):
+    """An episode was kept in the spool, not committed: an earlier save failed (see `saving_stopped`)."""
 
 
 class LeRobotDataset:
@@ -74,7 +80,13 @@ class LeRobotDataset:
         self._episodes_stats = fmt.read_jsonl(self.root / fmt.EPISODES_STATS_PATH)
         self._tasks = {row["task"]: row["task_index"] for row in fmt.read_jsonl(self.root / fmt.TASKS_PATH)}
         self._awaiting_batch: list[EpisodeBuffer] = []
-        self._next_index = info["total_episodes"]  # advanced per hand-over, back per abandoned save
+        self._next_index = info["total_episodes"]  # advanced per hand-over; held episodes keep theirs
+        self.saving_stopped: str | None = None  # why nothing more is committed this session
+        self.held_episodes: list[EpisodeBuffer] = []  # sealed, waiting in the spool for the next open
+        self.incomplete_episodes: list[EpisodeBuffer] = []  # a write failed mid-episode: partial spools
+        self.partial_episodes: list[Path] = []
+        self._warned_low_space = False
+        self._space_estimate: tuple[int, space.SpaceEstimate] | None = None
         self.episode_buffer: EpisodeBuffer | None = None
         self._live_encoder_threads: dict[str, LiveEncoderThread] = {}
         if video_keys := fmt.video_keys(self.features):
@@ -83,6 +95,8 @@ class LeRobotDataset:
             vector_shapes={k: int(np.prod(self.features[k]["shape"])) for k in fmt.vector_keys(self.features)},
             camera_shapes={k: tuple(self.features[k]["shape"]) for k in video_keys},
         )
+        self._reserve = space.SpaceReserve(self.root / fmt.SPOOL_DIR / space.RESERVE_FILE,
+                                           space.reserve_bytes(self.space_estimate(), self.fps))
         if use_async_saver:
             self.start_async_saver()
 
@@ -191,11 +205,34 @@ class LeRobotDataset:
     def add_frame(self, frame: dict, task: str | None = None) -> None:
         """Append one frame to the current episode (timestamps are set on the 1/fps grid)."""
         task = task if task is not None else frame.get("task")
-        if self.episode_buffer is None:
-            self.episode_buffer = self._new_episode_buffer()
-        self.episode_buffer.add_frame(frame, task)
+        try:
+            if self.episode_buffer is None:
+                self.episode_buffer = self._new_episode_buffer()
+            self.episode_buffer.add_frame(frame, task)
+        except SpoolWriteError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._reserve.release():
+                self._storage_fault(e)
+            try:  # the reserve takes the frames still in flight
+                if self.episode_buffer is None:
+                    self.episode_buffer = self._new_episode_buffer()
+                else:
+                    self.episode_buffer.resume_after_fault()
+                self.episode_buffer.add_frame(frame, task)
+            except SpoolWriteError as again:
+                self._storage_fault(again)
+            self._stop_saving_for_space(e)
+
+    def _stop_saving_for_space(self, e: SpoolWriteError) -> None:
+        needed = self.space_estimate().episode_peak_bytes(max([1, *(r["length"] for r in self._episodes[-20:])]))
+        self.saving_stopped = self.saving_stopped or (
+            f"cannot write {e.filename or e.spool}: {e.strerror} — recording stopped; about {space.megabytes(needed)} "
+            f"free is needed at {self.root} for an episode; every frame recorded is kept (the episode in progress in "
+            f"{self.episode_buffer.path}); once space is freed, open the dataset again to commit the saved episodes "
+            f"and keep the incomplete one with: {RECOVER_COMMAND.format(root=self.root)}")
+        logger.error("%s", self.saving_stopped)
 
     def _new_episode_buffer(self) -> EpisodeBuffer:
+        self._reserve.ensure()
         spool_id = f"{time.time_ns():020d}-{next(_spool_counter):06d}"
         buffer = EpisodeBuffer.create(self.root / fmt.SPOOL_DIR / spool_id, self._layout, self.fps)
         if self.live_encoding:
@@ -218,9 +255,15 @@ class LeRobotDataset:
     def end_episode(self) -> EpisodeBuffer:
         """Seal the current episode and take ownership of it (for AsyncEpisodeSaver.submit_episode)."""
         buffer = self.episode_buffer
+        if buffer is None and self.incomplete_episodes:
+            raise SavingStoppedError(f"save_episode: the episode was left incomplete by a write fault, its frames are "
+                                     f"kept for recovery ({self.saving_stopped})")
         if buffer is None or buffer.num_frames == 0:
             raise ValueError("save_episode: the episode has no frames (call add_frame first)")
-        buffer.end()
+        try:
+            buffer.end()
+        except SpoolWriteError as e:
+            self._storage_fault(e)
         self.episode_buffer = None  # the caller can no longer reach the handed-over buffer
         self._next_index += 1
         return buffer
@@ -235,8 +278,36 @@ class LeRobotDataset:
         buffer = self.end_episode()
         if self.async_saver is not None and self.async_saver.submit_episode(buffer, index):
             return index
-        self.commit_saved_episode(buffer)
+        try:
+            self.commit_saved_episode(buffer)
+        except SavingStoppedError:
+            raise
+        except Exception as e:
+            self.abandon_saved_episode(buffer, f"{type(e).__name__}: {e}", index)
+            raise
         return index
+
+    def _storage_fault(self, e: SpoolWriteError):
+        """The spool cannot be written: keep the frames, mark the episode incomplete, stop saving, raise one line."""
+        buffer = self.episode_buffer
+        if buffer is not None:
+            buffer.abandon()
+            for enc in buffer.live_encoders.values():
+                enc.finish()
+            buffer.live_encoders.clear()
+            shutil.rmtree(self._staging(buffer), ignore_errors=True)
+            self.incomplete_episodes.append(buffer)
+            self.episode_buffer = None  # a new episode starts in a new spool; this one is never sealed
+        est = self.space_estimate()
+        frames = max([e.frames_kept, *(r["length"] for r in self._episodes[-20:])])
+        needed = est.episode_peak_bytes(frames) + sum(b.num_frames for b in self.held_episodes) * est.encoded_bytes_per_frame
+        e.advice = (f"; recording stopped — about {space.megabytes(needed)} free is needed at {self.root} "
+                    f"({space.megabytes(space.free_bytes(self.root))} free now); once space is freed or write "
+                    f"permission restored, open the dataset again to commit the saved episodes and keep the "
+                    f"incomplete one with: {RECOVER_COMMAND.format(root=self.root)}")
+        self.saving_stopped = self.saving_stopped or str(e)
+        logger.error("%s", e)
+        raise e
 
     # ------------------------------------------------------------------ async API (reference names)
 
@@ -271,9 +342,49 @@ class LeRobotDataset:
 
     def get_async_save_status(self) -> dict:
         if self.async_saver is None:
-            return {"is_running": False, "total_submitted": 0, "total_completed": 0, "total_failed": 0,
-                    "total_retries": 0, "queue_size": 0, "pending_tasks": 0, "last_error": None, "worker_alive": False}
-        return self.async_saver.get_status()
+            status = {"is_running": False, "total_submitted": 0, "total_completed": 0, "total_failed": 0,
+                      "total_held": 0, "total_retries": 0, "queue_size": 0, "pending_tasks": 0, "last_error": None,
+                      "worker_alive": False}
+        else:
+            status = self.async_saver.get_status()
+        return {**status, **self.storage_status()}
+
+    def space_estimate(self) -> space.SpaceEstimate:
+        """Measured again only when an episode was committed (the status asks 4 times a second)."""
+        if self._space_estimate is None or self._space_estimate[0] != self.num_episodes:
+            cameras = {k: shape[:2] for k, shape in self._layout.camera_shapes.items()}
+            est = space.estimate(cameras, self._layout.record_floats, self.encoding.vcodec, self.root)
+            self._space_estimate = (self.num_episodes, est)
+        return self._space_estimate[1]
+
+    def storage_status(self) -> dict:
+        """Free space, minutes of recording it holds, and whatever is kept in the spool instead of committed."""
+        try:
+            free = space.free_bytes(self.root)
+        except OSError:
+            free = None
+        minutes = None
+        if free is not None:
+            reserve = max([1, *(r["length"] for r in self._episodes[-20:])])
+            if self.episode_buffer is not None:
+                reserve = max(reserve, self.episode_buffer.num_frames)
+            minutes = round(self.space_estimate().minutes_left(free, self.fps, reserve), 1)
+        low = minutes is not None and minutes < space.LOW_SPACE_MINUTES
+        if low and not self._warned_low_space:
+            logger.warning("%s is low on disk space: %s free, about %.1f minutes of recording left",
+                           self.root, space.megabytes(free), minutes)
+        self._warned_low_space = low
+        kept = [*self.held_episodes, *self.incomplete_episodes]
+        return {
+            "free_bytes": free,
+            "minutes_left": minutes,
+            "space_low": low,
+            "saving_stopped": self.saving_stopped,
+            "episodes_held": len(self.held_episodes),
+            "episodes_incomplete": len(self.incomplete_episodes),
+            "frames_recoverable": sum(b.num_frames for b in kept),
+            "recoverable": [f"{b.path} ({b.num_frames} frames{'' if b.ended else ', incomplete'})" for b in kept],
+        }
 
     def wait_for_save_completion(self, timeout: float | None = None) -> bool:
         return self.async_saver.wait_for_completion(timeout) if self.async_saver is not None else True
@@ -288,7 +399,10 @@ class LeRobotDataset:
     def close(self, timeout: float | None = None) -> None:
         """Drain pending saves, encode leftover batched episodes, stop the saver."""
         self.stop_async_saver(wait=True, timeout=timeout)
-        self._commit_awaiting_batch()
+        if self.saving_stopped:
+            self._hold_awaiting_batch()
+        else:
+            self._commit_awaiting_batch()
         if self.episode_buffer is not None:
             if self.episode_buffer.num_frames == 0:
                 self.clear_episode_buffer()
@@ -299,15 +413,26 @@ class LeRobotDataset:
                     self.episode_buffer.num_frames, self.episode_buffer.path, self.root,
                 )
                 self.episode_buffer.abandon()
+                self.incomplete_episodes.append(self.episode_buffer)
                 self.episode_buffer = None
         for thread in self._live_encoder_threads.values():
             thread.stop()
         self._live_encoder_threads.clear()
+        self._reserve.release()
         for work_dir in (fmt.STAGING_DIR, fmt.SPOOL_DIR):
             try:
                 (self.root / work_dir).rmdir()  # only when empty: what is left there is recoverable
             except OSError:
                 pass
+        if self.saving_stopped:
+            kept = self.storage_status()
+            logger.error(
+                "%s: saving stopped (%s); %d frames are not in the dataset but kept in the spool: %s — the next open "
+                "of the dataset commits the saved episodes%s",
+                self.root, self.saving_stopped, kept["frames_recoverable"], ", ".join(kept["recoverable"]),
+                f"; keep the incomplete one with: {RECOVER_COMMAND.format(root=self.root)}"
+                if self.incomplete_episodes else "",
+            )
 
     finalize = close
 
@@ -320,7 +445,16 @@ class LeRobotDataset:
     # ------------------------------------------------------------------ committing
 
     def commit_saved_episode(self, buffer: EpisodeBuffer, deadline: Callable[[], None] | None = None) -> None:
-        """Commit a sealed episode, or park it until its encoding batch is full (the saver's worker calls this)."""
+        """Commit a sealed episode, or park it until its encoding batch is full (the saver's worker calls this).
+
+        Raises SavingStoppedError, keeping the episode in the spool, once an earlier save has failed.
+        """
+        if self.saving_stopped:
+            self._hold(buffer)
+            raise SavingStoppedError(
+                f"kept in {buffer.path} ({buffer.num_frames} frames) behind the failed save; the next open of "
+                f"{self.root} commits it (saving stopped: {self.saving_stopped})"
+            )
         if buffer not in self._awaiting_batch:
             self._awaiting_batch.append(buffer)
         if len(self._awaiting_batch) >= self.batch_encoding_size:
@@ -331,130 +465,79 @@ class LeRobotDataset:
             self._commit(self._awaiting_batch[0], deadline)
             self._awaiting_batch.pop(0)
 
-    def abandon_saved_episode(self, buffer: EpisodeBuffer) -> None:
-        """After the last retry: stop trying, keep the spool for recovery."""
+    def abandon_saved_episode(self, buffer: EpisodeBuffer, error: str = "save failed", index: int | None = None) -> None:
+        """After the last retry: stop saving, keep this spool and every later one for the next open."""
+        self.saving_stopped = self.saving_stopped or (
+            f"episode {index if index is not None else '?'} could not be saved: {error}")
+        self._hold(buffer)
+        self._hold_awaiting_batch()
+
+    def _hold(self, buffer: EpisodeBuffer) -> None:
         if buffer in self._awaiting_batch:
             self._awaiting_batch.remove(buffer)
-        self._next_index -= 1
+        for enc in buffer.live_encoders.values():
+            enc.finish()
+        buffer.live_encoders.clear()
         shutil.rmtree(self._staging(buffer), ignore_errors=True)
+        if buffer not in self.held_episodes:
+            self.held_episodes.append(buffer)
+
+    def _hold_awaiting_batch(self) -> None:
+        while self._awaiting_batch:
+            self._hold(self._awaiting_batch[0])
 
     def _staging(self, buffer: EpisodeBuffer) -> Path:
         return self.root / fmt.STAGING_DIR / buffer.spool_id
 
     def _commit(self, buffer: EpisodeBuffer, deadline: Callable[[], None] | None = None) -> None:
         ep = self.num_episodes
-        n = buffer.num_frames
-        chunks_size = self.info["chunks_size"]
-        staging = self._staging(buffer)
-        staging.mkdir(parents=True, exist_ok=True)
-        remove_uncommitted_episode_files(self.root, ep)  # residue of an earlier failed attempt
-        fmt.write_json_atomic(buffer.path / COMMIT_MARKER, {"episode_index": ep})
-
-        staged: dict[str, Path] = {}
-        for key in self._layout.camera_shapes:
-            staged[fmt.video_relpath(key, ep, chunks_size)] = self._staged_video(buffer, key, staging, deadline)
-
-        vectors, local_task_ids = buffer.read_vectors()
-        task_index = np.asarray(_global_task_indices(buffer.tasks, self._tasks), dtype=np.int64)[local_task_ids]
-        first_index = self.num_frames
-        columns = {
-            **vectors,
-            "timestamp": episode_timestamps(n, self.fps),
-            "frame_index": np.arange(n, dtype=np.int64),
-            "episode_index": np.full(n, ep, dtype=np.int64),
-            "index": np.arange(first_index, first_index + n, dtype=np.int64),
-            "task_index": task_index,
-        }
-        parquet_tmp = staging / "data.parquet"
-        write_table_durably(episode_table(columns, self.features), parquet_tmp)
-        staged[fmt.data_relpath(ep, chunks_size)] = parquet_tmp
-
-        stats = {k: vector_stats(v) for k, v in columns.items()}
-        for key in self._layout.camera_shapes:
-            stats[key] = image_stats(lambda i, key=key: buffer.frame(key, i), n)
-
-        if deadline is not None:
-            deadline()
-        # Point of no return on disk: move files in, then metadata, then info.json (the commit point).
-        for rel, src in staged.items():
-            dst = self.root / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            src.replace(dst)
-            fmt.fsync_dir(dst.parent)
-        self._commit_metadata(ep, n, buffer.tasks, stats)
-        shutil.rmtree(buffer.path, ignore_errors=True)
-        shutil.rmtree(staging, ignore_errors=True)
-        logger.info("episode %d committed (%d frames) in %s", ep, n, self.root)
-
-    def _staged_video(self, buffer: EpisodeBuffer, key: str, staging: Path, deadline) -> Path:
-        path = staging / f"{key}.mp4"
-        live = buffer.live_encoders.pop(key, None)  # usable once: a retry re-encodes from the spool
-        if live is not None:
-            if live.finish() and path.exists():
-                return path
-            logger.warning("live encode of %s unusable (%s); re-encoding from the spool", key, live.error)
-        n = encode_video((buffer.frame(key, i) for i in range(buffer.num_frames)), path, self.fps, self.encoding, deadline)
-        if n != buffer.num_frames:
-            raise VideoEncodeError(f"{path}: encoded {n} frames, expected {buffer.num_frames}")
-        return path
-
-    def _commit_metadata(self, ep: int, n: int, episode_tasks: list[str], stats: dict) -> None:
-        tasks_changed = False
-        for task in episode_tasks:
-            if task not in self._tasks:
-                self._tasks[task] = len(self._tasks)
-                tasks_changed = True
-        self._episodes.append({"episode_index": ep, "tasks": list(episode_tasks), "length": n})
-        self._episodes_stats.append({"episode_index": ep, "stats": stats})
-        if tasks_changed:
-            fmt.write_jsonl_atomic(
-                self.root / fmt.TASKS_PATH, [{"task_index": i, "task": t} for t, i in self._tasks.items()]
-            )
-        fmt.write_jsonl_atomic(self.root / fmt.EPISODES_PATH, self._episodes)
-        fmt.write_jsonl_atomic(self.root / fmt.EPISODES_STATS_PATH, self._episodes_stats)
-
-        info = dict(self.info)
-        info["features"] = {k: dict(v) for k, v in self.features.items()}
-        for key in self._layout.camera_shapes:
-            if "info" not in info["features"][key]:
-                video = self.root / fmt.video_relpath(key, ep, info["chunks_size"])
-                info["features"][key]["info"] = probe_video_info(video)
-        info["total_episodes"] = ep + 1
-        info["total_frames"] = self.num_frames + n
-        info["total_tasks"] = len(self._tasks)
-        info["total_videos"] = (ep + 1) * len(self._layout.camera_shapes)
-        info["total_chunks"] = fmt.episode_chunk(ep, info["chunks_size"]) + 1
-        info["splits"] = {"train": f"0:{ep + 1}"}
-        fmt.write_json_atomic(self.root / fmt.INFO_PATH, info)
-        self.info = info
+        state = V21EpisodeCommit(self, buffer, deadline).run()
+        self.info, self._episodes, self._episodes_stats, self._tasks = (
+            state.info, state.episodes, state.episodes_stats, state.tasks)
+        try:
+            release(self.root, self.info, ep, buffer, self._staging(buffer))
+        except Exception as e:  # noqa: BLE001 - committed; the kept spool is checked again on the next open
+            logger.error("episode %d committed, but its spool %s is kept: %s", ep, buffer.path, e)
+        logger.info("episode %d committed (%d frames) in %s", ep, buffer.num_frames, self.root)
 
     # ------------------------------------------------------------------ recovery
 
     def _recover_spooled_episodes(self, recover_partial: bool) -> None:
+        """Commit, in recording order, every spool the dataset does not verifiably hold."""
         partial = []
         for path in spooled_episode_dirs(self.root / fmt.SPOOL_DIR):
-            marker = path / COMMIT_MARKER
-            if marker.exists() and fmt.read_json(marker)["episode_index"] < self.num_episodes:
-                shutil.rmtree(path)  # killed after info.json named it, before the spool was cleaned up
-                continue
             buffer = load_spooled_episode(path)
+            if buffer.num_frames == 0:
+                shutil.rmtree(path, ignore_errors=True)  # holds no frame
+                continue
+            ep = find_committed_episode(self.root, self.info, buffer)
+            if ep is not None:
+                logger.info("spool %s is episode %d of the dataset; removing it", path.name, ep)
+                shutil.rmtree(path)
+                continue
+            (path / LEGACY_COMMIT_MARKER).unlink(missing_ok=True)  # an older version's claim, found untrue
             if not buffer.ended and not recover_partial:
                 partial.append(buffer)
                 continue
-            if buffer.num_frames == 0:
-                shutil.rmtree(path, ignore_errors=True)
+            if self.saving_stopped:
+                self.held_episodes.append(buffer)
                 continue
             if not buffer.ended:
                 buffer.end()
-            logger.warning("recovering spooled episode %s (%d frames) as episode %d", path.name, buffer.num_frames, self.num_episodes)
-            self._commit(buffer)
+            logger.warning("recovering spooled episode %s (%d frames) as episode %d", path.name, buffer.num_frames,
+                           self.num_episodes)
+            try:
+                self._commit(buffer)
+            except Exception as e:  # noqa: BLE001 - the dataset opens; this and later spools wait for the next open
+                self.saving_stopped = f"spooled episode {path} could not be committed: {type(e).__name__}: {e}"
+                logger.error("%s", self.saving_stopped)
+                self.held_episodes.append(buffer)
         if partial:
             listing = ", ".join(f"{b.path} ({b.num_frames} frames)" for b in partial)
             logger.warning(
-                "%d unsaved episode(s) from an interrupted recording kept in the spool: %s — "
-                "commit them with: python scripts/recover_episodes.py %s --include-partial "
-                "(or delete those folders to drop them)",
-                len(partial), listing, self.root,
+                "%d incomplete episode(s) kept in the spool (an interrupted recording or a failed write): %s — "
+                "keep them with: %s",
+                len(partial), listing, RECOVER_COMMAND.format(root=self.root),
             )
         self.partial_episodes = [b.path for b in partial]
 
@@ -462,19 +545,6 @@ class LeRobotDataset:
 def _pop_encoding(options: dict, vcodec: str) -> VideoEncoding:
     fields = {k: options.pop(k) for k in ("pix_fmt", "g", "crf", "preset") if k in options}
     return VideoEncoding(vcodec=vcodec, **fields)
-
-
-def _global_task_indices(episode_tasks: list[str], known: dict[str, int]) -> list[int]:
-    """Dataset-wide task index of each episode task; new tasks get the next free indices
-    in order of appearance (as _commit_metadata then appends them)."""
-    out, next_new = [], len(known)
-    for task in episode_tasks:
-        if task in known:
-            out.append(known[task])
-        else:
-            out.append(next_new)
-            next_new += 1
-    return out
 
 
 def _check_resume_matches(root: Path, info: dict, fps, features, robot_type) -> None:

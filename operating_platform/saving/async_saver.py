@@ -6,7 +6,9 @@ ownership rather than by deep copy. A full queue blocks the caller with a visibl
 warning rather than dropping or reordering an episode: a pending episode costs only
 disk, and a synchronous fallback would commit it ahead of the queued ones.
 A save that keeps failing is retried with exponential backoff, then reported failed;
-its frames stay in the spool, and the log line says where.
+its frames stay in the spool, and the log line says where. Every episode queued after it
+is then held, not committed: it keeps its index and waits in the spool, and the next open
+of the dataset commits them all in order (see writer.py, "Order policy").
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from operating_platform.dataset.writer import SavingStoppedError
 
 logger = logging.getLogger("AsyncEpisodeSaver")
 PREFIX = "[AsyncEpisodeSaver]"
@@ -38,6 +42,7 @@ class EpisodeSaveResult:
     submitted_at: float
     completed_at: float
     spool_path: str | None = None  # where the frames are, when the save failed
+    held: bool = False  # not tried: an earlier save failed; committed by the next open
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +79,7 @@ class AsyncEpisodeSaver:
         self._idle = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._running = True
-        self.total_submitted = self.total_completed = self.total_failed = self.total_retries = 0
+        self.total_submitted = self.total_completed = self.total_failed = self.total_held = self.total_retries = 0
         self.last_error: str | None = None
         self._worker = threading.Thread(target=self._save_worker, name="AsyncEpisodeSaver-Worker", daemon=True)
         self._worker.start()
@@ -116,7 +121,7 @@ class AsyncEpisodeSaver:
         return results
 
     def _pending(self) -> int:
-        return self.total_submitted - self.total_completed - self.total_failed
+        return self.total_submitted - self.total_completed - self.total_failed - self.total_held
 
     def wait_for_completion(self, timeout: float | None = None) -> bool:
         """True once every submitted episode is saved or failed; False on timeout."""
@@ -146,6 +151,7 @@ class AsyncEpisodeSaver:
                 "total_submitted": self.total_submitted,
                 "total_completed": self.total_completed,
                 "total_failed": self.total_failed,
+                "total_held": self.total_held,
                 "total_retries": self.total_retries,
                 "queue_size": self.queue.qsize(),
                 "pending_tasks": self._pending(),
@@ -166,8 +172,8 @@ class AsyncEpisodeSaver:
         self._worker.join(timeout)
         status = self.get_status()
         logger.info(
-            "%s Save stats: queued=%d completed=%d failed=%d",
-            PREFIX, status["total_submitted"], status["total_completed"], status["total_failed"],
+            "%s Save stats: queued=%d completed=%d failed=%d held=%d",
+            PREFIX, status["total_submitted"], status["total_completed"], status["total_failed"], status["total_held"],
         )
 
     # ------------------------------------------------------------------ worker side
@@ -178,7 +184,9 @@ class AsyncEpisodeSaver:
             if task is _STOP:
                 return
             if self._stopping.is_set():
-                self._finish(task, self._failure(task, "saver stopped before this episode was saved", 0, time.monotonic()))
+                error = "saver stopped before this episode was saved"
+                self.dataset.abandon_saved_episode(task.buffer, error, task.episode_index)
+                self._finish(task, self._failure(task, error, 0, time.monotonic()))
                 continue
             self._finish(task, self._execute_save(task))
 
@@ -194,12 +202,14 @@ class AsyncEpisodeSaver:
 
             try:
                 self.dataset.commit_saved_episode(task.buffer, deadline)
+            except SavingStoppedError as e:  # an earlier save failed: wait behind it, untried
+                return self._held(task, str(e), started)
             except Exception as e:  # noqa: BLE001 - every failure is retried, then reported
                 error = f"{type(e).__name__}: {e}"
                 with self._lock:
                     self.last_error = error
                 if attempt > self.max_retries:
-                    self.dataset.abandon_saved_episode(task.buffer)
+                    self.dataset.abandon_saved_episode(task.buffer, error, task.episode_index)
                     return self._failure(task, error, attempt, started)
                 backoff = self.retry_backoff_s * 2 ** (attempt - 1)
                 with self._lock:
@@ -209,6 +219,7 @@ class AsyncEpisodeSaver:
                     PREFIX, task.episode_index, attempt, self.max_retries + 1, error, backoff,
                 )
                 if self._stopping.wait(backoff):
+                    self.dataset.abandon_saved_episode(task.buffer, error, task.episode_index)
                     return self._failure(task, error, attempt, started)
                 continue
             duration = time.monotonic() - started
@@ -227,11 +238,18 @@ class AsyncEpisodeSaver:
             task.episode_index, False, error, attempts, time.monotonic() - started, task.submitted_at, time.time(), spool
         )
 
+    def _held(self, task: _Task, reason: str, started: float) -> EpisodeSaveResult:
+        logger.error("%s ✗ Episode %d not saved: %s", PREFIX, task.episode_index, reason)
+        return EpisodeSaveResult(task.episode_index, False, reason, 0, time.monotonic() - started, task.submitted_at,
+                                 time.time(), str(task.buffer.path), held=True)
+
     def _finish(self, task: _Task, result: EpisodeSaveResult) -> None:
         self._results.put(result)
         with self._idle:
             if result.success:
                 self.total_completed += 1
+            elif result.held:
+                self.total_held += 1
             else:
                 self.total_failed += 1
             self._idle.notify_all()

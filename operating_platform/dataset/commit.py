@@ -1,0 +1,232 @@
+"""Committing one spooled episode into the dataset: steps that may each fail and be run again.
+
+Why steps: a save fails at any point (disk full, a read-only or permission-less meta/, a
+timeout) and is retried, or finished by the next open. So every step rewrites what it owns
+whole (same input, same result), nothing in memory changes until info.json — the commit
+point — is written, and whether a spool is in the dataset is read from the dataset itself:
+each committed parquet carries its spool's id (SPOOL_ID_KEY) and its row count is the spool's
+frame count. A spool is deleted only once that check passes (`release`).
+
+Steps of a LeRobot v2.1 commit of episode `ep` (= the dataset's committed count):
+  stage_videos     encode each camera into .staging/<spool id>/ (kept across retries once whole)
+  stage_parquet    the episode table, tagged with the spool id
+  place_files      remove files of episodes >= ep an earlier attempt left, rename the staged ones in
+  write_metadata   tasks.jsonl, episodes.jsonl, episodes_stats.jsonl with this episode's rows
+  write_info       info.json with the new totals: the commit point
+Another on-disk format plugs in as another class with `run()` returning the new `CommittedState`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+
+from . import format as fmt
+from .parquet import episode_table, episode_timestamps, write_table_durably
+from .recovery import remove_uncommitted_episode_files
+from .spool import LEGACY_COMMIT_MARKER, EpisodeBuffer
+from .stats import image_stats, vector_stats
+from .video import VideoEncodeError, encode_video, probe_video_info
+
+logger = logging.getLogger(__name__)
+
+SPOOL_ID_KEY = b"operating_platform.spool_id"
+
+
+@dataclass(frozen=True)
+class CommittedState:
+    """The dataset's metadata after a commit; the writer adopts it once it is on disk."""
+
+    info: dict
+    episodes: list[dict]
+    episodes_stats: list[dict]
+    tasks: dict[str, int]
+
+
+class V21EpisodeCommit:
+    """The commit of one sealed spool as the next episode of a v2.1 dataset (see the module docstring)."""
+
+    def __init__(self, ds, buffer: EpisodeBuffer, deadline: Callable[[], None] | None = None):
+        self.ds, self.buffer, self.deadline = ds, buffer, deadline
+        self.root: Path = ds.root
+        self.ep: int = ds.num_episodes
+        self.n: int = buffer.num_frames
+        self.chunks_size: int = ds.info["chunks_size"]
+        self.camera_keys = list(ds._layout.camera_shapes)
+        self.staging: Path = ds._staging(buffer)
+        self.staged: dict[str, Path] = {}
+        self.stats: dict = {}
+        self.tasks = dict(ds._tasks)
+        for task in buffer.tasks:
+            self.tasks.setdefault(task, len(self.tasks))
+
+    def steps(self) -> list[Callable[[], None]]:
+        return [self.stage_videos, self.stage_parquet, self.place_files, self.write_metadata, self.write_info]
+
+    def run(self) -> CommittedState:
+        for step in self.steps():
+            step()
+        return self.result
+
+    # ------------------------------------------------------------------ steps
+
+    def stage_videos(self) -> None:
+        self.staging.mkdir(parents=True, exist_ok=True)
+        for key in self.camera_keys:
+            self.staged[fmt.video_relpath(key, self.ep, self.chunks_size)] = self._staged_video(key)
+            self.stats[key] = image_stats(lambda i, key=key: self.buffer.frame(key, i), self.n)
+
+    def _staged_video(self, key: str) -> Path:
+        path = self.staging / f"{key}.mp4"
+        live = self.buffer.live_encoders.pop(key, None)  # usable once
+        if live is not None:
+            if live.finish() and path.exists():
+                return path
+            logger.warning("live encode of %s unusable (%s); re-encoding from the spool", key, live.error)
+        elif video_frame_count(path) == self.n:
+            return path  # whole from an earlier attempt
+        n = encode_video((self.buffer.frame(key, i) for i in range(self.n)), path, self.ds.fps, self.ds.encoding,
+                         self.deadline)
+        if n != self.n:
+            raise VideoEncodeError(f"{path}: encoded {n} frames, expected {self.n}")
+        return path
+
+    def stage_parquet(self) -> None:
+        vectors, local_task_ids = self.buffer.read_vectors()
+        task_index = np.asarray([self.tasks[t] for t in self.buffer.tasks], dtype=np.int64)[local_task_ids]
+        first_index = self.ds.num_frames
+        columns = {
+            **vectors,
+            "timestamp": episode_timestamps(self.n, self.ds.fps),
+            "frame_index": np.arange(self.n, dtype=np.int64),
+            "episode_index": np.full(self.n, self.ep, dtype=np.int64),
+            "index": np.arange(first_index, first_index + self.n, dtype=np.int64),
+            "task_index": task_index,
+        }
+        table = episode_table(columns, self.ds.features)
+        table = table.replace_schema_metadata({**table.schema.metadata, SPOOL_ID_KEY: self.buffer.spool_id.encode()})
+        path = self.staging / "data.parquet"
+        write_table_durably(table, path)
+        self.staged[fmt.data_relpath(self.ep, self.chunks_size)] = path
+        self.stats.update({k: vector_stats(v) for k, v in columns.items()})
+        if self.deadline is not None:
+            self.deadline()
+
+    def place_files(self) -> None:
+        remove_uncommitted_episode_files(self.root, self.ep)  # an earlier attempt's, of this or a later index
+        for rel, src in self.staged.items():
+            dst = self.root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            src.replace(dst)
+            fmt.fsync_dir(dst.parent)
+
+    def write_metadata(self) -> None:
+        ds, ep = self.ds, self.ep
+        self.episodes = [r for r in ds._episodes if r["episode_index"] < ep]
+        self.episodes.append({"episode_index": ep, "tasks": list(self.buffer.tasks), "length": self.n})
+        self.episodes_stats = [r for r in ds._episodes_stats if r["episode_index"] < ep]
+        self.episodes_stats.append({"episode_index": ep, "stats": self.stats})
+        if self.tasks != ds._tasks:
+            fmt.write_jsonl_atomic(self.root / fmt.TASKS_PATH, [{"task_index": i, "task": t} for t, i in self.tasks.items()])
+        fmt.write_jsonl_atomic(self.root / fmt.EPISODES_PATH, self.episodes)
+        fmt.write_jsonl_atomic(self.root / fmt.EPISODES_STATS_PATH, self.episodes_stats)
+
+    def write_info(self) -> None:
+        ep, info = self.ep, dict(self.ds.info)
+        info["features"] = {k: dict(v) for k, v in self.ds.features.items()}
+        for key in self.camera_keys:
+            if "info" not in info["features"][key]:
+                info["features"][key]["info"] = probe_video_info(self.root / fmt.video_relpath(key, ep, self.chunks_size))
+        info["total_episodes"] = ep + 1
+        info["total_frames"] = self.ds.num_frames + self.n
+        info["total_tasks"] = len(self.tasks)
+        info["total_videos"] = (ep + 1) * len(self.camera_keys)
+        info["total_chunks"] = fmt.episode_chunk(ep, self.chunks_size) + 1
+        info["splits"] = {"train": f"0:{ep + 1}"}
+        try:
+            fmt.write_json_atomic(self.root / fmt.INFO_PATH, info)
+        except OSError:
+            if _on_disk(self.root / fmt.INFO_PATH) != info:  # e.g. renamed in, then the directory fsync failed
+                raise
+        self.result = CommittedState(info, self.episodes, self.episodes_stats, self.tasks)
+
+
+def _on_disk(path: Path):
+    try:
+        return fmt.read_json(path)
+    except (OSError, fmt.DatasetFormatError):
+        return None
+
+
+def video_frame_count(path: Path) -> int | None:
+    """Frames in a finished video file (its container says), None when absent or unreadable."""
+    try:
+        with av.open(str(path)) as container:
+            return container.streams.video[0].frames
+    except (OSError, av.FFmpegError, IndexError):
+        return None
+
+
+# ---------------------------------------------------------------------- is a spool in the dataset?
+
+
+def committed_spool_id(path: Path) -> str | None:
+    """The spool id a committed parquet carries (None for files older versions wrote)."""
+    meta = pq.read_schema(path).metadata or {}
+    value = meta.get(SPOOL_ID_KEY)
+    return value.decode() if value is not None else None
+
+
+def holds_spool(root: Path, info: dict, ep: int, buffer: EpisodeBuffer) -> bool:
+    """Episode `ep` is committed and holds exactly `buffer`'s frames: the content id, the count, every file."""
+    if not 0 <= ep < info["total_episodes"]:
+        return False
+    chunks = info["chunks_size"]
+    path = root / fmt.data_relpath(ep, chunks)
+    if not path.exists() or pq.read_metadata(path).num_rows != buffer.num_frames:
+        return False
+    spool_id = committed_spool_id(path)
+    if spool_id is None:  # an older version's commit: compare the content
+        committed = pq.read_table(path, columns=list(buffer.layout.vector_shapes))
+        vectors, _ = buffer.read_vectors()
+        if not all(np.array_equal(np.array(committed.column(k).to_pylist(), dtype=np.float32), v)
+                   for k, v in vectors.items()):
+            return False
+    elif spool_id != buffer.spool_id:
+        return False
+    return all((root / fmt.video_relpath(k, ep, chunks)).exists() for k in buffer.layout.camera_shapes)
+
+
+def find_committed_episode(root: Path, info: dict, buffer: EpisodeBuffer) -> int | None:
+    """The committed episode holding `buffer`'s frames, if any.
+
+    Spools are committed in order and spool ids sort by creation, so the search walks back
+    from the last episode and stops at the first one recorded before this spool.
+    """
+    legacy = buffer.path / LEGACY_COMMIT_MARKER
+    if legacy.exists():
+        ep = int(fmt.read_json(legacy)["episode_index"])
+        return ep if holds_spool(root, info, ep, buffer) else None
+    for ep in range(info["total_episodes"] - 1, -1, -1):
+        path = root / fmt.data_relpath(ep, info["chunks_size"])
+        spool_id = committed_spool_id(path) if path.exists() else None
+        if spool_id is None or spool_id < buffer.spool_id:
+            return None
+        if spool_id == buffer.spool_id:
+            return ep if holds_spool(root, info, ep, buffer) else None
+    return None
+
+
+def release(root: Path, info: dict, ep: int, buffer: EpisodeBuffer, staging: Path) -> None:
+    """Delete a spool, only once episode `ep` verifiably holds its frames."""
+    if not holds_spool(root, info, ep, buffer):
+        raise RuntimeError(f"episode {ep} does not hold the frames of {buffer.path}; the spool is kept")
+    shutil.rmtree(buffer.path, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,128 @@
+"""Storage faults through the real dataflow: `dora run` with the dataset on a small real tmpfs, under load.
+
+While episodes are being recorded, a ballast file fills the disk, or meta/ becomes a read-only
+bind mount, or loses its write permission (the dataflow runs without capabilities). Asserted:
+the run fails loudly (non-zero exit, an error naming the path), and once the fault is undone
+every frame the recorder sent is either committed or in the spool as a named recoverable episode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from e2e_helpers import REPO, assert_valid, copy_dataflow
+from storage_faults import fill_disk, read_only, tmpfs, without_capabilities
+
+from operating_platform.core.launcher import dora_binary
+from operating_platform.dataset import LeRobotDataset
+from operating_platform.dataset import format as fmt
+from operating_platform.dataset.spool import load_spooled_episode, spooled_episode_dirs
+
+pytestmark = pytest.mark.slow
+
+
+def _busy(stop):
+    while not stop.is_set():
+        pass
+
+
+@contextlib.contextmanager
+def _fault(kind: str, disk: Path, root: Path):
+    """Apply a storage fault to the running recording; undo it (space freed, permission restored) on exit."""
+    if kind == "disk_full":
+        ballast = fill_disk(disk, 0)
+        try:
+            yield
+        finally:
+            ballast.unlink()
+    elif kind == "meta_read_only":
+        with read_only(root / "meta"):
+            yield
+    else:  # write permission removed; the dataflow runs without capabilities, so root obeys it
+        (root / "meta").chmod(0o555)
+        try:
+            yield
+        finally:
+            (root / "meta").chmod(0o755)
+
+
+FAULT_TEXT = {"disk_full": "No space left on device", "meta_read_only": "Read-only file system",
+              "meta_no_permission": "Permission denied"}
+
+
+@pytest.mark.parametrize("kind", sorted(FAULT_TEXT))
+def test_storage_fault_mid_run_stops_recording_and_loses_no_frame(workdir, kind):
+    copy_dataflow(workdir)
+    stop = multiprocessing.Event()
+    load = [multiprocessing.Process(target=_busy, args=(stop,), daemon=True) for _ in range(2)]
+    for p in load:
+        p.start()
+    try:
+        with tmpfs(workdir / "disk", "12m") as disk:
+            root = disk / "ds"
+            env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+            cmd = [dora_binary(), "run", "dataflow.yml"]
+            for k, v in {"DATASET_ROOT": str(root), "NUM_EPISODES": "6", "EPISODE_TIME_S": "2", "RESET_TIME_S": "0.3",
+                         "CAMERA_WIDTH": "64", "CAMERA_HEIGHT": "48", "VCODEC": "libx264",
+                         "ASYNC_SAVE_MAX_RETRIES": "1"}.items():
+                cmd += ["--env", f"{k}={v}"]
+            if kind == "meta_no_permission":
+                cmd = without_capabilities(cmd)
+            proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, start_new_session=True)
+            try:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and proc.poll() is None:
+                    info = root / fmt.INFO_PATH
+                    if info.exists() and fmt.read_json(info)["total_episodes"] >= 1:
+                        break
+                    time.sleep(0.05)
+                assert proc.poll() is None, "the dataflow ended before the first episode was committed"
+                time.sleep(0.5)  # into the next episode
+                with _fault(kind, disk, root):
+                    out, _ = proc.communicate(timeout=150)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            assert proc.returncode != 0, out[-4000:]
+            saver_log = "".join(p.read_text() for p in (workdir / "out").glob("*/log_saver.jsonl"))
+            received, gaps, rejected = re.search(
+                r"\[saver\] frames received (\d+), committed \d+, sequence gaps (\d+), rejected (.*?)\"", saver_log).groups()
+            assert (gaps, rejected) == ("0", "0"), saver_log[-3000:]  # every frame the recorder sent was taken
+            sent = int(received)
+            errors = [line for line in out.splitlines() if FAULT_TEXT[kind] in line]
+            assert errors, out[-4000:]
+            assert str(root) in errors[0]
+            if kind == "disk_full":
+                assert "free is needed at" in errors[0]
+            assert "save the episode" not in out
+            assert "completed=6 failed=0" not in out
+
+            ds = LeRobotDataset.open(root, use_async_saver=False, vcodec="libx264")  # the fault is gone
+            committed = ds.num_frames
+            assert ds.saving_stopped is None
+            spooled = sum(load_spooled_episode(p).num_frames for p in spooled_episode_dirs(root / fmt.SPOOL_DIR))
+            ds.close()
+            print(f"{kind}: frames recorded {sent}, committed {committed}, recoverable {spooled}")
+            assert sent == committed + spooled, out[-4000:]
+            assert committed >= 60
+            script = REPO / "scripts" / "recover_episodes.py"
+            rec = subprocess.run([sys.executable, str(script), str(root), "--include-partial", "--vcodec", "libx264"],
+                                 capture_output=True, text=True, timeout=300)
+            assert rec.returncode == 0, rec.stdout + rec.stderr
+            assert assert_valid(root)["total_frames"] == sent
+    finally:
+        stop.set()
+        for p in load:
+            p.join(5)
