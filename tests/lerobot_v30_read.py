@@ -50,18 +50,20 @@ def main(root: Path, out: Path, spec: dict) -> None:
         "stats": _jsonable(ds.meta.stats),
     }
 
-    delta_ds = LeRobotDataset("local/ours", root=root, video_backend="pyav", delta_timestamps=spec["delta_timestamps"])
-    delta_items = [delta_ds[i] for i in spec["delta_items"]]
-    for key in delta_items[0]:
-        if key != "task" and hasattr(delta_items[0][key], "numpy"):
-            arrays[f"delta/{key}"] = np.stack([item[key].numpy() for item in delta_items])
+    if spec.get("delta_items"):
+        delta_ds = LeRobotDataset("local/ours", root=root, video_backend="pyav", delta_timestamps=spec["delta_timestamps"])
+        delta_items = [delta_ds[i] for i in spec["delta_items"]]
+        for key in delta_items[0]:
+            if key != "task" and hasattr(delta_items[0][key], "numpy"):
+                arrays[f"delta/{key}"] = np.stack([item[key].numpy() for item in delta_items])
 
-    subset = LeRobotDataset("local/ours", root=root, video_backend="pyav", episodes=spec["episodes_subset"])
-    meta["subset"] = {"len": len(subset), "first": {k: subset[0][k].tolist() for k in VECTOR_KEYS},
-                      "last": {k: subset[len(subset) - 1][k].tolist() for k in VECTOR_KEYS}}
+    if spec.get("episodes_subset"):
+        subset = LeRobotDataset("local/ours", root=root, video_backend="pyav", episodes=spec["episodes_subset"])
+        meta["subset"] = {"len": len(subset), "first": {k: subset[0][k].tolist() for k in VECTOR_KEYS},
+                          "last": {k: subset[len(subset) - 1][k].tolist() for k in VECTOR_KEYS}}
 
     computed = []
-    for ep in spec["stats_episodes"]:
+    for ep in spec.get("stats_episodes", []):
         rows = columns.select(range(ep["start"], ep["start"] + ep["length"]))
         data = {key: np.asarray(rows[key], dtype=np.float64 if key in ("action", "observation.state") else None)
                 for key in VECTOR_KEYS}
@@ -74,7 +76,7 @@ def main(root: Path, out: Path, spec: dict) -> None:
             stats[key] = {k: v if k == "count" else np.squeeze(v / 255.0, axis=0) for k, v in by_stat.items()}
         computed.append(stats)
     meta["lerobot_episode_stats"] = [_jsonable(s) for s in computed]
-    meta["lerobot_aggregate_stats"] = _jsonable(aggregate_stats(computed))
+    meta["lerobot_aggregate_stats"] = _jsonable(aggregate_stats(computed)) if computed else None
     arrays["meta"] = np.array(json.dumps(meta, default=_jsonable))
     np.savez(out, **arrays)
 
