@@ -10,6 +10,7 @@ LeRobot 0.5+ needs Python >= 3.12; where that is missing its test is skipped, sa
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,12 @@ import pytest
 pytest.importorskip("lerobot")
 
 import lerobot_env  # noqa: E402
+from crash_child import KILL_POINTS, PACK_KILL_POINTS  # noqa: E402
+from dataset_factory import make_frame  # noqa: E402
+from operating_platform.dataset import LeRobotDataset as OurDataset  # noqa: E402
 from test_lerobot_compat import (  # noqa: E402  (the recording and its checks, shared with the v2.1 tests)
     CAMERAS, EPISODE_LENGTHS, EPISODE_STARTS, EPISODE_TASKS, FPS, TASKS, TOTAL_FRAMES, VIDEO_KEYS,
-    action, assert_frame_is, camera_image, locate, record, state,
+    MAX_DECODE_MAE, action, assert_frame_is, camera_image, locate, record, state,
 )
 
 pytestmark = pytest.mark.slow
@@ -184,3 +188,36 @@ def test_newest_lerobot():
     if sys.version_info < (3, 12):
         pytest.skip(f"LeRobot 0.5+ needs Python >= 3.12; this is {sys.version.split()[0]}: tested against LeRobot 0.4.x only")
     pytest.skip("no LeRobot 0.5+ installed for the tests (scripts/install_lerobot_for_tests.sh installs 0.3.x and 0.4.x)")
+
+
+@pytest.mark.parametrize("point", KILL_POINTS + PACK_KILL_POINTS)
+def test_loads_after_a_crash_once_reopened(point, tmp_path):
+    """SIGKILL at each step of a commit or of a pack (tests/crash_child.py, v3.0), one open of
+    ours, then LeRobot 0.4's reader: every handed-over episode is there, every frame as recorded."""
+    if not lerobot_env.V30_PATH.is_dir():
+        pytest.skip(f"no lerobot 0.4.x at {lerobot_env.V30_PATH}")
+    root = tmp_path / "ds"
+    child = Path(__file__).with_name("crash_child.py")
+    proc = subprocess.run([sys.executable, str(child), str(root), point, "async", "v3.0"],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == -signal.SIGKILL, f"child was not SIGKILLed: {proc.returncode}\n{proc.stderr[-3000:]}"
+    OurDataset.open(root, use_async_saver=False, vcodec="libx264").close()
+    saved = 1 if point == "mid_recording" else 2
+    frames_per_episode = 20  # crash_child's
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"items": list(range(saved * frames_per_episode))}))
+    out = tmp_path / "read.npz"
+    result = subprocess.run([sys.executable, str(CHILD), str(root), str(out), str(spec)],
+                            env=lerobot_env.converter_env(tmp_path / "hf"), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{point}: LeRobot 0.4 could not read it:\n{result.stderr[-5000:]}"
+    got = dict(np.load(out))
+    meta = json.loads(str(got["meta"]))
+    assert (meta["num_episodes"], meta["len"]) == (saved, saved * frames_per_episode), point
+    for index in range(saved * frames_per_episode):
+        episode, i = divmod(index, frames_per_episode)
+        recorded = make_frame(episode, i)
+        for key in ("observation.state", "action"):
+            np.testing.assert_array_equal(got[f"col/{key}"][index], recorded[key], err_msg=f"{point}: row {index} {key}")
+        for key in [k for k in recorded if k.startswith("observation.images.")]:
+            img = np.transpose(got[f"item/{key}"][index], (1, 2, 0)) * 255.0
+            assert np.abs(img - recorded[key]).mean() < 3 * MAX_DECODE_MAE, f"{point}: item {index} {key}"
