@@ -95,25 +95,27 @@ def run_mode(mode: str, root: Path, args, version: str = "v3.0") -> dict:
     ds.close()
     assert ds.num_episodes == args.episodes, f"{mode}: {ds.num_episodes} of {args.episodes} episodes committed"
     written = psutil.Process().io_counters().write_chars - written_before
-    files = [p for p in root.rglob("*") if p.is_file() and not p.relative_to(root).parts[0].startswith(".")]
+    files = {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*")
+             if p.is_file() and not p.relative_to(root).parts[0].startswith(".")}
     pack = getattr(ds, "last_pack", None)
+    spooled = args.episodes * frames * sum(int(np.prod(ft["shape"])) for ft in ds.features.values() if ft["dtype"] == "video")
     return {"save_ms": save_ms, "commit_s": commit_s, "rss": rss, "drain_s": drain_s, "frames": frames,
-            "written": written, "final_bytes": sum(p.stat().st_size for p in files), "files": files,
-            "pack_s": pack.seconds if pack else None, "pack_bytes": pack.bytes_written if pack else 0, "root": root}
+            "written": written, "spooled": spooled, "final_bytes": sum(files.values()), "files": files,
+            "pack_s": pack.seconds if pack else None, "pack_bytes": pack.bytes_written if pack else 0}
 
 
 def files_per_100_episodes(r: dict, version: str, episodes: int) -> tuple[float, int]:
     """(files measured, scaled to 100 episodes; files 100 such episodes would take at the default size limits)."""
     measured = len(r["files"]) * 100 / episodes
     if version == "v2.1":
-        per_episode = sum(1 for p in r["files"] if p.suffix in (".mp4", ".parquet")) / episodes
+        per_episode = sum(1 for rel in r["files"] if rel.endswith((".mp4", ".parquet"))) / episodes
         return measured, int(round(100 * per_episode)) + 4  # + info, episodes, stats, tasks
     by_kind: dict[str, int] = {}
-    for p in r["files"]:
-        rel = p.relative_to(r["root"]).parts
-        kind = "/".join(rel[:2]) if rel[0] == "videos" else rel[0] if rel[0] == "data" else None
+    for rel, size in r["files"].items():
+        parts = rel.split("/")
+        kind = "/".join(parts[:2]) if parts[0] == "videos" else parts[0] if parts[0] == "data" else None
         if kind:
-            by_kind[kind] = by_kind.get(kind, 0) + p.stat().st_size
+            by_kind[kind] = by_kind.get(kind, 0) + size
     limit = {"data": 100 * 2**20, "videos": 200 * 2**20}
     shared = sum(math.ceil(100 * size / episodes / limit[kind.split("/")[0]]) for kind, size in by_kind.items())
     return measured, shared + 4  # + meta/episodes file, tasks, stats, info
@@ -166,9 +168,11 @@ def main() -> int:
     v21 = results["async v2.1"]
     for name, version, r in (("v2.1 (baseline)", "v2.1", v21), ("v3.0", "v3.0", asyn)):
         measured, at_limits = files_per_100_episodes(r, version, args.episodes)
-        print(f"  {name:16s} final {r['final_bytes'] / 2**20:8.1f} MiB   written {r['written'] / 2**20:8.1f} MiB"
-              f"   write amplification {r['written'] / r['final_bytes']:5.2f}   files/100 episodes {measured:6.0f}"
-              f" measured, {at_limits:4d} at default size limits")
+        beyond_spool = r["written"] - r["spooled"]
+        print(f"  {name:16s} final {r['final_bytes'] / 2**20:7.1f} MiB; written {r['written'] / 2**20:7.1f} MiB, of which raw-frame"
+              f" spool {r['spooled'] / 2**20:7.1f} MiB; write amplification {r['written'] / r['final_bytes']:6.2f}"
+              f" (without the spool {beyond_spool / r['final_bytes']:5.2f}); files/100 episodes {measured:4.0f}"
+              f" measured, {at_limits} at default size limits")
     print(f"  v3.0 pack at close: {asyn['pack_s']:.2f} s for {args.episodes} episodes, {asyn['pack_bytes'] / 2**20:.1f} MiB "
           f"written ({asyn['pack_bytes'] / asyn['final_bytes']:.2f} per final byte)   ratio of write amplification "
           f"v3.0/v2.1 {(asyn['written'] / asyn['final_bytes']) / (v21['written'] / v21['final_bytes']):.2f}x")

@@ -45,21 +45,17 @@ def new_info(
     data_files_size_in_mb: float = DEFAULT_DATA_FILE_SIZE_IN_MB,
     video_files_size_in_mb: float = DEFAULT_VIDEO_FILE_SIZE_IN_MB,
 ) -> dict:
-    return {
-        "codebase_version": CODEBASE_VERSION,
-        "robot_type": robot_type,
-        "total_episodes": 0,
-        "total_frames": 0,
-        "total_tasks": 0,
-        "chunks_size": chunks_size,
-        "data_files_size_in_mb": data_files_size_in_mb,
-        "video_files_size_in_mb": video_files_size_in_mb,
-        "fps": int(fps),
-        "splits": {},
-        "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH if fmt.video_keys(features) else None,
-        "features": features,
-    }
+    """v2.1's info.json fields, v3.0's paths and file size limits, without total_videos/total_chunks."""
+    info = fmt.new_info(fps, features, robot_type, chunks_size)
+    del info["total_videos"], info["total_chunks"]
+    info.update(
+        codebase_version=CODEBASE_VERSION,
+        data_files_size_in_mb=data_files_size_in_mb,
+        video_files_size_in_mb=video_files_size_in_mb,
+        data_path=DATA_PATH,
+        video_path=VIDEO_PATH if fmt.video_keys(features) else None,
+    )
+    return info
 
 
 def load_info(root: Path | str) -> dict:

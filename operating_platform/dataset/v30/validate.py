@@ -335,7 +335,7 @@ class _Validator:
         if spooled:
             pending.append(f"{len(spooled)} spooled episode(s) in {layout.STORE_DIR}/{fmt.SPOOL_DIR}/: {', '.join(p.name for p in spooled)} "
                            f"— LeRobotDataset.open(root) commits ended ones; python scripts/recover_episodes.py "
-                           f"{store} --include-partial commits interrupted ones")
+                           f"{self.root} --include-partial commits interrupted ones")
         if pending:
             self.checks.append(Check("files.pending", True, pending[0], GROUP_WORKING, pending, warning=True))
 
