@@ -3,7 +3,10 @@
 
 Two 640x480 cameras at 30 fps, realistic simulated content, frames fed at real-time pace
 (as a recorder does), 10 episodes of 20 s by default. The baseline is synchronous saving
-that encodes at save time, as LeRobot's recorder does.
+that encodes at save time, as LeRobot's recorder does. Both write LeRobot v3.0 (the
+default); a third, async run writes v2.1, and the storage figures compare the two formats:
+bytes written per byte of final dataset (write amplification, spool included), files per
+100 episodes, and the time the v3.0 pack at close takes.
 
     python benchmarks/bench_save.py [--episodes 10] [--seconds 20] [--vcodec libsvtav1]
 """
@@ -11,6 +14,7 @@ that encodes at save time, as LeRobot's recorder does.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import statistics
 import sys
@@ -57,11 +61,12 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def run_mode(mode: str, root: Path, args) -> dict:
+def run_mode(mode: str, root: Path, args, version: str = "v3.0") -> dict:
     kwargs = dict(use_async_saver=False, live_encoding=False) if mode == "sync" else dict(use_async_saver=True)
     session = SimTeleopSession()
+    written_before = psutil.Process().io_counters().write_chars
     ds = LeRobotDataset.create(f"bench/{mode}", root=root, fps=FPS, features=session.features(), robot_type="so101",
-                               vcodec=args.vcodec, **kwargs)
+                               vcodec=args.vcodec, codebase_version=version, **kwargs)
     frames = int(args.seconds * FPS)
     save_ms, commit_s, rss = [], [], []
     rss_probe = PeakRss()
@@ -89,7 +94,31 @@ def run_mode(mode: str, root: Path, args) -> dict:
     rss_probe.stop()
     ds.close()
     assert ds.num_episodes == args.episodes, f"{mode}: {ds.num_episodes} of {args.episodes} episodes committed"
-    return {"save_ms": save_ms, "commit_s": commit_s, "rss": rss, "drain_s": drain_s, "frames": frames}
+    written = psutil.Process().io_counters().write_chars - written_before
+    files = {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*")
+             if p.is_file() and not p.relative_to(root).parts[0].startswith(".")}
+    pack = getattr(ds, "last_pack", None)
+    spooled = args.episodes * frames * sum(int(np.prod(ft["shape"])) for ft in ds.features.values() if ft["dtype"] == "video")
+    return {"save_ms": save_ms, "commit_s": commit_s, "rss": rss, "drain_s": drain_s, "frames": frames,
+            "written": written, "spooled": spooled, "final_bytes": sum(files.values()), "files": files,
+            "pack_s": pack.seconds if pack else None, "pack_bytes": pack.bytes_written if pack else 0}
+
+
+def files_per_100_episodes(r: dict, version: str, episodes: int) -> tuple[float, int]:
+    """(files measured, scaled to 100 episodes; files 100 such episodes would take at the default size limits)."""
+    measured = len(r["files"]) * 100 / episodes
+    if version == "v2.1":
+        per_episode = sum(1 for rel in r["files"] if rel.endswith((".mp4", ".parquet"))) / episodes
+        return measured, int(round(100 * per_episode)) + 4  # + info, episodes, stats, tasks
+    by_kind: dict[str, int] = {}
+    for rel, size in r["files"].items():
+        parts = rel.split("/")
+        kind = "/".join(parts[:2]) if parts[0] == "videos" else parts[0] if parts[0] == "data" else None
+        if kind:
+            by_kind[kind] = by_kind.get(kind, 0) + size
+    limit = {"data": 100 * 2**20, "videos": 200 * 2**20}
+    shared = sum(math.ceil(100 * size / episodes / limit[kind.split("/")[0]]) for kind, size in by_kind.items())
+    return measured, shared + 4  # + meta/episodes file, tasks, stats, info
 
 
 def main() -> int:
@@ -107,6 +136,7 @@ def main() -> int:
           f"{args.vcodec}, {psutil.cpu_count()} cores\n")
     try:
         results = {mode: run_mode(mode, workdir / mode, args) for mode in ("sync", "async")}
+        results["async v2.1"] = run_mode("async", workdir / "async_v21", args, version="v2.1")
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -134,6 +164,18 @@ def main() -> int:
         growth = (mib[-1] - mib[1]) / mib[1] * 100
         print(f"  {name:5s} " + " ".join(f"{v:5.0f}" for v in mib) + f"   growth ep2->ep{args.episodes}: {growth:+.1f}%"
               "   (target < 10%)")
+    print("\n== storage: LeRobot v3.0 (per-episode commit + pack at close) vs v2.1 (baseline), async runs")
+    v21 = results["async v2.1"]
+    for name, version, r in (("v2.1 (baseline)", "v2.1", v21), ("v3.0", "v3.0", asyn)):
+        measured, at_limits = files_per_100_episodes(r, version, args.episodes)
+        beyond_spool = r["written"] - r["spooled"]
+        print(f"  {name:16s} final {r['final_bytes'] / 2**20:7.1f} MiB; written {r['written'] / 2**20:7.1f} MiB, of which raw-frame"
+              f" spool {r['spooled'] / 2**20:7.1f} MiB; write amplification {r['written'] / r['final_bytes']:6.2f}"
+              f" (without the spool {beyond_spool / r['final_bytes']:5.2f}); files/100 episodes {measured:4.0f}"
+              f" measured, {at_limits} at default size limits")
+    print(f"  v3.0 pack at close: {asyn['pack_s']:.2f} s for {args.episodes} episodes, {asyn['pack_bytes'] / 2**20:.1f} MiB "
+          f"written ({asyn['pack_bytes'] / asyn['final_bytes']:.2f} per final byte)   ratio of write amplification "
+          f"v3.0/v2.1 {(asyn['written'] / asyn['final_bytes']) / (v21['written'] / v21['final_bytes']):.2f}x")
     return 0
 
 

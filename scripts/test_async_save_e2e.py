@@ -35,7 +35,7 @@ class Checks:
 
     def dataset(self, name: str, **kwargs) -> LeRobotDataset:
         return LeRobotDataset.create(f"e2e/{name}", root=self.workdir / name, fps=30, features=self.session.features(),
-                                     robot_type="so101", **kwargs)
+                                     robot_type="so101", codebase_version="v2.1", **kwargs)
 
     def record(self, ds: LeRobotDataset, episode: int, frames: int | None = None) -> None:
         for frame in self.session.episode(episode, frames or self.frames):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from operating_platform.dataset import LeRobotDataset, build_features
@@ -34,6 +37,7 @@ def make_frame(episode: int, i: int, cameras=CAMERAS) -> dict:
 def create(root: Path, **kwargs) -> LeRobotDataset:
     kwargs.setdefault("vcodec", "libx264")
     kwargs.setdefault("use_async_saver", False)
+    kwargs.setdefault("codebase_version", "v2.1")  # the commit machinery's own tests; v3.0 tests ask for it
     cameras = kwargs.pop("cameras", CAMERAS)
     return LeRobotDataset.create("test/dataset", root=root, fps=30, features=features(cameras), robot_type="so101", **kwargs)
 
@@ -57,7 +61,23 @@ def expected_states_for(episode: int, length: int) -> np.ndarray:
     return np.stack([make_frame(episode, i)["observation.state"] for i in range(length)])
 
 
+def committed_table(root: Path, episode: int) -> pa.Table:
+    """A committed episode's rows, read straight from its parquet (v2.1) or shared parquets (v3.0)."""
+    info = json.loads((root / "meta/info.json").read_text())
+    if info["codebase_version"] == "v2.1":
+        return pq.read_table(root / f"data/chunk-000/episode_{episode:06d}.parquet")
+    table = pa.concat_tables([pq.read_table(p) for p in sorted((root / "data").glob("*/*.parquet"))])
+    return table.filter(pc.equal(table.column("episode_index"), episode))
+
+
+def committed_episodes(root: Path) -> list[dict]:
+    """Episode metadata rows (episode_index, tasks, length, ...) in either format."""
+    if (root / "meta/episodes.jsonl").exists():
+        return [json.loads(line) for line in (root / "meta/episodes.jsonl").read_text().splitlines()]
+    return pa.concat_tables([pq.read_table(p) for p in sorted((root / "meta/episodes").glob("*/*.parquet"))]).to_pylist()
+
+
 def committed_states(root: Path, episode: int) -> np.ndarray:
     """The observation.state column of a committed episode, read back from its parquet."""
-    table = pq.read_table(root / f"data/chunk-000/episode_{episode:06d}.parquet")
+    table = committed_table(root, episode)
     return np.array(table.column("observation.state").to_pylist(), dtype=np.float32)

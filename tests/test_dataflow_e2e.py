@@ -52,20 +52,55 @@ def run_console(workdir: Path, *flags: str, timeout: float = 150) -> subprocess.
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def test_dora_run_default_dataflow_records_a_valid_dataset_and_stops_on_its_own(workdir):
+@pytest.mark.parametrize("version", [None, "v2.1"])
+def test_dora_run_default_dataflow_records_a_valid_dataset_and_stops_on_its_own(workdir, version, tmp_path):
+    """Default: LeRobot v3.0, which LeRobot 0.4's reader loads unconverted; DATASET_VERSION=v2.1: v2.1 for LeRobot 0.3."""
     copy_dataflow(workdir)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    result = subprocess.run([dora_binary(), "run", "dataflow.yml", "--env", "EPISODE_TIME_S=1.5", "--env", "RESET_TIME_S=0.3"],
-                            cwd=workdir, env=env, capture_output=True, text=True, timeout=150, start_new_session=True)
+    extra = ["--env", f"DATASET_VERSION={version}"] if version else []
+    result = subprocess.run([dora_binary(), "run", "dataflow.yml", "--env", "EPISODE_TIME_S=1.5", "--env", "RESET_TIME_S=0.3",
+                             *extra], cwd=workdir, env=env, capture_output=True, text=True, timeout=150, start_new_session=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    info = assert_valid(workdir / "data" / "sim_demo")
+    root = workdir / "data" / "sim_demo"
+    info = assert_valid(root)
     assert info["total_episodes"] == 3 and info["total_frames"] == 3 * 45
+    assert info["codebase_version"] == (version or "v3.0")
     assert "Save stats: queued=3 completed=3 failed=0" in result.stdout + result.stderr
     assert f"recording into {workdir / 'data' / 'sim_demo'} " in result.stdout, "the saver names where the data lands"
     again = subprocess.run([dora_binary(), "run", "dataflow.yml", "--env", "NUM_EPISODES=1"], cwd=workdir, env=env,
                            capture_output=True, text=True, timeout=150, start_new_session=True)
     assert again.returncode != 0 and "already holds a dataset" in again.stdout, "a 2nd run does not mix into the 1st"
     assert assert_valid(workdir / "data" / "sim_demo")["total_episodes"] == 3
+    assert_lerobot_loads(root, info, tmp_path)
+
+
+def assert_lerobot_loads(root: Path, info: dict, tmp_path: Path) -> None:
+    """Every row (and a frame of every episode, decoded) through the LeRobot that reads this version."""
+    import lerobot_env
+    import numpy as np
+
+    n = info["total_frames"]
+    if info["codebase_version"] == "v2.1":
+        pytest.importorskip("lerobot")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HF_HUB_OFFLINE", "1")
+            mp.setenv("HF_HOME", str(tmp_path / "hf"))
+            ds = lerobot_env.import_lerobot_dataset()("local/sim_demo", root=root, video_backend="pyav")
+            index = [int(ds[i]["index"]) for i in range(0, n, 7)]
+            assert len(ds) == n and index == list(range(0, n, 7))
+        return
+    if not lerobot_env.V30_PATH.is_dir():
+        pytest.skip(f"no lerobot 0.4.x at {lerobot_env.V30_PATH}")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"items": list(range(0, n, 7))}))
+    out = tmp_path / "read.npz"
+    child = Path(__file__).with_name("lerobot_v30_read.py")
+    read = subprocess.run([sys.executable, str(child), str(root), str(out), str(spec)],
+                          env=lerobot_env.converter_env(tmp_path / "hf"), capture_output=True, text=True, timeout=300)
+    assert read.returncode == 0, read.stderr[-5000:]
+    got = np.load(out)
+    assert got["col/index"].tolist() == list(range(n)) and got["item/index"].tolist() == list(range(0, n, 7))
+    assert json.loads(str(got["meta"]))["num_episodes"] == 3
 
 
 def test_dora_up_and_start_runs_the_same_dataflow(workdir):
@@ -94,7 +129,7 @@ def test_console_keys_n_r_e_and_the_rerecorded_episode_leaves_no_trace(workdir):
     assert "dropped 0, sequence gaps 0" in result.stdout
     recorded = int(result.stdout.split("frames recorded ")[1].split(",")[0])
     assert recorded == info["total_frames"]
-    assert not any((workdir / "ds").rglob("*.mp4.tmp")) and not list((workdir / "ds" / ".spool").glob("*/*"))
+    assert not any((workdir / "ds").rglob("*.mp4.tmp")) and not [p for d in (workdir / "ds").rglob(".spool") for p in d.glob("*/*")]
     assert_quiet_and_logged(result)
 
 
@@ -121,7 +156,7 @@ def test_sync_and_async_sessions_write_identical_structure(workdir):
     assert strip(infos["true"]) == strip(infos["false"])
     files = {m: sorted(str(p.relative_to(r)) for p in r.rglob("*") if p.is_file() and ".spool" not in p.parts) for m, r in roots.items()}
     assert files["true"] == files["false"]
-    schemas = {m: pq.read_schema(r / "data/chunk-000/episode_000000.parquet") for m, r in roots.items()}
+    schemas = {m: pq.read_schema(r / "data/chunk-000/file-000.parquet") for m, r in roots.items()}
     assert schemas["true"].equals(schemas["false"])
 
 

@@ -104,11 +104,12 @@ def record_episode(ds: OurDataset, episode: int) -> None:
     ds.save_episode()
 
 
-def record(root: Path, repo_id: str, vcodec: str) -> None:
+def record(root: Path, repo_id: str, vcodec: str, codebase_version: str = "v2.1", **options) -> None:
     """As the console records: async saver, a discarded take, then a resumed session."""
     features = build_features(SO101_JOINT_NAMES, CAMERAS)
     ds = OurDataset.create(repo_id, root=root, fps=FPS, features=features, robot_type="so101",
-                           vcodec=vcodec, chunks_size=CHUNKS_SIZE, use_async_saver=True)
+                           vcodec=vcodec, chunks_size=CHUNKS_SIZE, use_async_saver=True,
+                           codebase_version=codebase_version, **options)
     record_episode(ds, 0)
     for i in range(7):  # a take the operator throws away
         ds.add_frame(frame(3, i), task="discarded take")
@@ -345,7 +346,7 @@ def test_same_files_as_lerobots_own_writer(LeRobotDataset, tmp_path):
     theirs = LeRobotDataset.create("local/theirs", fps=FPS, features=their_features, root=tmp_path / "theirs",
                                    robot_type="so101", video_backend="pyav")
     ours = OurDataset.create("local/ours", root=tmp_path / "ours", fps=FPS, features=features, robot_type="so101",
-                             use_async_saver=False)
+                             use_async_saver=False, codebase_version="v2.1")
     for episode in (0, 1):
         for i, task in enumerate(EPISODE_TASKS[episode]):
             theirs.add_frame(frame(episode, i), task=task)

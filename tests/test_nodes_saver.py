@@ -18,6 +18,8 @@ from operating_platform.dataflow.messages import (
 from operating_platform.dataflow.saver import Saver, SaverConfig
 from operating_platform.hardware.base import SO101_JOINT_NAMES
 
+from dataset_factory import committed_episodes, committed_table
+
 LAYOUT = EpisodeLayout(list(SO101_JOINT_NAMES), {"top": (64, 96)})
 
 
@@ -62,9 +64,9 @@ def test_episodes_are_committed_and_status_reports_everything(tmp_path):
     assert (status["queued"], status["completed"], status["failed"]) == (2, 2, 0)
     assert status["frames_received"] == 9 and status["frames_committed"] == 9 and status["sequence_gaps"] == 0
     assert any("Save stats: queued=2 completed=2 failed=0" in line for line in s.said)
-    episodes = [json.loads(line) for line in (tmp_path / "ds/meta/episodes.jsonl").read_text().splitlines()]
-    assert [e["length"] for e in episodes] == [5, 4]
-    table = pq.read_table(tmp_path / "ds/data/chunk-000/episode_000001.parquet")
+    assert json.loads((tmp_path / "ds/meta/info.json").read_text())["codebase_version"] == "v3.0"  # the default
+    assert [e["length"] for e in committed_episodes(tmp_path / "ds")] == [5, 4]
+    table = committed_table(tmp_path / "ds", 1)
     assert table.column("observation.state").to_pylist()[3] == [3.0] * 6
     assert table.column("action").to_pylist()[3] == [-3.0] * 6
     assert s.status_out[-1]["done"] and s.status_out[-1]["completed"] == 2
@@ -109,7 +111,7 @@ def test_sync_and_async_write_the_same_format(tmp_path):
         assert s.saver.status()["completed"] == 1
     infos = [json.loads((tmp_path / m / "meta/info.json").read_text()) for m in ("sync", "async")]
     assert infos[0] == infos[1]
-    schemas = [pq.read_schema(tmp_path / m / "data/chunk-000/episode_000000.parquet") for m in ("sync", "async")]
+    schemas = [pq.read_schema(tmp_path / m / "data/chunk-000/file-000.parquet") for m in ("sync", "async")]
     assert schemas[0].equals(schemas[1])
     files = [sorted(str(p.relative_to(tmp_path / m)) for p in (tmp_path / m).rglob("*") if p.is_file()) for m in ("sync", "async")]
     assert files[0] == files[1]

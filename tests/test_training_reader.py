@@ -128,3 +128,24 @@ def test_reads_av1_videos_as_lerobot_writes_them(tmp_path_factory):
         s = r[int(row)]
         frames = decode_video_frames(r.video_path("observation.images.top", int(row)))
         assert np.array_equal(s["observation.images.top"], frames[int(s["frame_index"])])
+
+
+def test_v30_dataset_reads_as_the_same_samples(sim_dataset_root, reader, tmp_path_factory):
+    """The same simulated recording written as LeRobot v3.0 (shared files, segments) gives the
+    same samples; each camera frame is the one at its segment offset in the shared mp4."""
+    v30_root = recorded_dataset(tmp_path_factory, name="training_sim_ds_v30", codebase_version="v3.0")
+    r = LeRobotReader(v30_root, action_horizon=6)
+    try:
+        assert r.is_v30 and len(r) == len(reader) and r.tasks == reader.tasks
+        decoded = {}
+        for row in range(len(r)):
+            ours, ref = r[row], reader[row]
+            for key in ("observation.state", "action", ACTION_PAD_KEY, "index", "episode_index", "frame_index", "task"):
+                assert np.array_equal(ours[key], ref[key]), (row, key)
+            for cam in r.camera_keys:
+                path = r.video_path(cam, row)
+                assert path.name == "file-000.mp4"
+                frames = decoded.setdefault(path, decode_video_frames(path))
+                assert np.array_equal(ours[cam], frames[row]), (row, cam)  # one shared file: frame `row` of it
+    finally:
+        r.close()

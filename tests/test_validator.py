@@ -34,7 +34,7 @@ def record(root: Path, *, lengths=(20, 25), tasks=("pick the cube", "place the c
     cams = {key.removeprefix(fmt.IMAGE_KEY_PREFIX): size for key in cameras}
     features = fmt.build_features(joints, cams)
     ds = LeRobotDataset.create("test/validator", root=root, fps=30, features=features, robot_type="so101",
-                               use_async_saver=False, vcodec=vcodec)
+                               use_async_saver=False, vcodec=vcodec, codebase_version="v2.1")
     rng = np.random.default_rng(len(lengths))
 
     def add(i, task):
@@ -403,7 +403,7 @@ def test_full_size_av1_episode_is_decoded_and_validated(tmp_path):
     """600 frames of 640x480 in LeRobot's default codec: every frame is decoded and counted."""
     root = tmp_path / "ds"
     ds = LeRobotDataset.create("test/full", root=root, fps=30, features=fmt.build_features(JOINTS, {"top": (480, 640)}),
-                               robot_type="so101", use_async_saver=False)
+                               robot_type="so101", use_async_saver=False, codebase_version="v2.1")
     yy, xx = np.mgrid[0:480, 0:640]
     scene = np.stack([xx % 256, (yy // 2) % 256, (xx + yy) % 256], -1).astype(np.uint8)
     noise = np.random.default_rng(0).integers(0, 8, (8, 480, 640, 3), dtype=np.uint8)

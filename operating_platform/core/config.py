@@ -67,6 +67,8 @@ class RecordConfig:
     """Cameras are stored as videos (the only storage the writer offers)."""
     vcodec: str = "libsvtav1"
     """Video codec: libsvtav1 (LeRobot's default), libx264, h264, ..."""
+    dataset_version: str = "v3.0"
+    """LeRobot format of a new dataset: v3.0 (LeRobot >= 0.4) or v2.1 (LeRobot 0.3.x)."""
     resume: bool = False
     """Append to the dataset at root instead of refusing because it exists."""
     use_async_save: bool = True
@@ -250,6 +252,8 @@ def check_config(cfg: ConsoleConfig) -> None:
             path = calibration_file(robot, role)
             if not path.is_file():
                 raise ConfigError(f"--robot.calibration_dir={robot.calibration_dir}: {path} not found (calibrate the {role} arm first)")
+    if record.dataset_version not in ("v3.0", "v2.1"):
+        raise ConfigError(f"--record.dataset_version={record.dataset_version!r}: expected v3.0 or v2.1")
     try:
         parse_key_script(record.keys)
     except KeyScriptError as exc:

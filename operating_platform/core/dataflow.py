@@ -92,6 +92,7 @@ def dataflow_env(cfg: ConsoleConfig) -> dict[str, str]:
         "REPO_ID": record.repo_id,
         "DATASET_ROOT": str(record.dataset_root.resolve()),
         "RESUME": flag(record.resume),
+        "DATASET_VERSION": record.dataset_version,
         "ROBOT_TYPE": "so101",
         "VCODEC": record.vcodec,
         "USE_ASYNC_SAVE": flag(record.use_async_save),

@@ -43,6 +43,7 @@ class SaverConfig:
     batch_encoding_size: int = 1
     vcodec: str = fmt.DEFAULT_VIDEO_CODEC
     resume: bool = True  # append to an existing dataset at `root` (a new one is created otherwise)
+    dataset_version: str = fmt.DEFAULT_CODEBASE_VERSION  # LeRobot format of a new dataset: v3.0 or v2.1
 
     @property
     def dataset_root(self) -> Path:
@@ -66,6 +67,7 @@ class SaverConfig:
             batch_encoding_size=get("BATCH_ENCODING_SIZE", int, 1),
             vcodec=get("VCODEC", str, cls.vcodec),
             resume=get("RESUME", env_bool, True),
+            dataset_version=get("DATASET_VERSION", str, cls.dataset_version),
         )
 
     def open_dataset(self, layout: EpisodeLayout) -> LeRobotDataset:
@@ -79,8 +81,8 @@ class SaverConfig:
         )
         root = self.dataset_root
         if self.resume and (root / fmt.INFO_PATH).exists():
-            return LeRobotDataset.open(root, **options)
-        return LeRobotDataset.create(root=root, **options)
+            return LeRobotDataset.open(root, codebase_version=self.dataset_version, **options)
+        return LeRobotDataset.create(root=root, codebase_version=self.dataset_version, **options)
 
 
 class Saver:

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 CODEBASE_VERSION = "v2.1"
+V30 = "v3.0"  # LeRobot >= 0.4; its layout lives in v30/layout.py
+CODEBASE_VERSIONS = (V30, CODEBASE_VERSION)
+DEFAULT_CODEBASE_VERSION = V30  # what new datasets are written as
 DEFAULT_CHUNK_SIZE = 1000
 
 DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
@@ -208,13 +211,25 @@ def read_jsonl(path: Path) -> list[dict]:
     return list(iter_jsonl(path)) if path.exists() else []
 
 
-def load_info(root: Path | str) -> dict:
+def check_codebase_version(version: str, where: str = "dataset_version") -> str:
+    if version not in CODEBASE_VERSIONS:
+        raise DatasetFormatError(f"{where}: {version!r} is not a supported LeRobot format (choose one of {', '.join(CODEBASE_VERSIONS)})")
+    return version
+
+
+def read_info_any(root: Path | str) -> dict:
+    """info.json of a dataset in any supported version (callers dispatch on codebase_version)."""
     path = Path(root) / INFO_PATH
     if not path.exists():
         raise DatasetFormatError(f"{path}: missing (not a LeRobot dataset root?)")
-    info = read_json(path)
-    if info.get("codebase_version") != CODEBASE_VERSION:
+    return read_json(path)
+
+
+def load_info(root: Path | str, version: str = CODEBASE_VERSION) -> dict:
+    path = Path(root) / INFO_PATH
+    info = read_info_any(root)
+    if info.get("codebase_version") != version:
         raise DatasetFormatError(
-            f"{path}: codebase_version is {info.get('codebase_version')!r}, expected {CODEBASE_VERSION!r}"
+            f"{path}: codebase_version is {info.get('codebase_version')!r}, expected {version!r}"
         )
     return info

@@ -72,3 +72,26 @@ def image_stats(read_frame: Callable[[int], np.ndarray], num_frames: int) -> dic
         "std": per_channel(std),
         "count": [int(len(indices))],
     }
+
+
+def aggregate_stats(stats_list: list[dict[str, dict]]) -> dict[str, dict[str, list]]:
+    """Dataset stats from per-episode (or already aggregated) stats: min of mins, max of
+    maxes, count-weighted mean, pooled std — LeRobot's meta/stats.json rule."""
+    out: dict[str, dict[str, list]] = {}
+    for key in dict.fromkeys(k for stats in stats_list for k in stats):
+        parts = [s[key] for s in stats_list if key in s]
+        means = np.stack([np.asarray(p["mean"], np.float64) for p in parts])
+        stds = np.stack([np.asarray(p["std"], np.float64) for p in parts])
+        counts = np.asarray([np.asarray(p["count"]).reshape(-1)[0] for p in parts], np.float64)
+        weights = counts.reshape((-1,) + (1,) * (means.ndim - 1))
+        total = counts.sum()
+        mean = (means * weights).sum(axis=0) / total
+        variance = ((np.square(stds) + np.square(means - mean)) * weights).sum(axis=0) / total
+        out[key] = {
+            "min": np.min(np.stack([np.asarray(p["min"], np.float64) for p in parts]), axis=0).tolist(),
+            "max": np.max(np.stack([np.asarray(p["max"], np.float64) for p in parts]), axis=0).tolist(),
+            "mean": mean.tolist(),
+            "std": np.sqrt(variance).tolist(),
+            "count": [int(total)],
+        }
+    return out

@@ -1,4 +1,7 @@
-"""LeRobotDataset: record frames into a LeRobot v2.1 dataset without making the operator wait.
+"""LeRobotDataset: record frames into a LeRobot dataset without making the operator wait.
+
+This is the common per-episode commit protocol; a v2.1 dataset is exactly what it writes,
+a v3.0 one (v30/recording.py) uses it as its durable per-episode store.
 
 Life of an episode:
   add_frame()     appends to the episode's spool on disk (and feeds the live video encoders)
@@ -114,13 +117,16 @@ class LeRobotDataset:
         batch_encoding_size: int = 1,
         vcodec: str = fmt.DEFAULT_VIDEO_CODEC,
         chunks_size: int = fmt.DEFAULT_CHUNK_SIZE,
+        codebase_version: str = fmt.DEFAULT_CODEBASE_VERSION,
         **options: Any,
     ) -> "LeRobotDataset":
-        """A new, empty dataset at `root` (default data/<repo_id>).
+        """A new, empty dataset at `root` (default data/<repo_id>), LeRobot v3.0 or v2.1.
 
         `options`: pix_fmt, g, crf, preset (video), async_save_queue_size,
-        async_save_max_retries, async_save_timeout, live_encoding.
+        async_save_max_retries, async_save_timeout, live_encoding;
+        v3.0 also data_files_size_in_mb, video_files_size_in_mb.
         """
+        fmt.check_codebase_version(codebase_version, "create: codebase_version")
         root = Path(root) if root is not None else Path("data") / repo_id
         if features is None:
             raise ValueError("create: features is required (see build_features)")
@@ -131,6 +137,11 @@ class LeRobotDataset:
         if root.exists() and any(root.iterdir()):
             raise FileExistsError(f"{root} exists and is not empty; choose another root")
         features = {**features, **{k: dict(v) for k, v in fmt.DEFAULT_FEATURES.items() if k not in features}}
+        if codebase_version == fmt.V30:  # per-episode commits into a hidden store, packed into v3.0 files
+            from .v30.recording import create_v30
+
+            return create_v30(cls, repo_id, root, fps, features, robot_type, chunks_size, use_async_saver,
+                              vcodec=vcodec, batch_encoding_size=batch_encoding_size, **options)
         info = fmt.new_info(fps, features, robot_type, chunks_size)
         root.mkdir(parents=True, exist_ok=True)
         fmt.write_json_atomic(root / fmt.INFO_PATH, info)
@@ -149,6 +160,7 @@ class LeRobotDataset:
         batch_encoding_size: int = 1,
         vcodec: str = fmt.DEFAULT_VIDEO_CODEC,
         recover_partial: bool = False,
+        codebase_version: str | None = None,
         **options: Any,
     ) -> "LeRobotDataset":
         """Resume recording into an existing dataset, repairing what a crash left behind.
@@ -156,8 +168,19 @@ class LeRobotDataset:
         fps/features/robot_type, when given, must match the dataset: appending
         episodes of another shape would make it unreadable, so it is refused.
         `recover_partial` also commits episodes a crash interrupted while recording.
+        `codebase_version`, when given, must be the dataset's.
         """
         root = Path(root)
+        on_disk = fmt.read_info_any(root).get("codebase_version")
+        if codebase_version is not None and codebase_version != on_disk:
+            fmt.check_codebase_version(codebase_version, "open: codebase_version")
+            raise DatasetFormatError(f"cannot resume {root}: it is a LeRobot {on_disk} dataset, {codebase_version} was requested")
+        if on_disk == fmt.V30:
+            from .v30.recording import open_v30
+
+            return open_v30(cls, root, repo_id=repo_id, fps=fps, features=features, robot_type=robot_type,
+                            use_async_saver=use_async_saver, batch_encoding_size=batch_encoding_size, vcodec=vcodec,
+                            recover_partial=recover_partial, **options)
         info = fmt.load_info(root)
         _check_resume_matches(root, info, fps, features, robot_type)
         repair_dataset(root, info)

@@ -60,12 +60,14 @@ def record_sim_dataset(
     fps: int = 30,
     vcodec: str = "libx264",
     repo_id: str | None = None,
+    codebase_version: str = "v2.1",
 ) -> Path:
     """Write `num_episodes` teleoperation episodes to `root` (which must not hold a dataset yet)."""
     root = Path(root)
     session = SimTeleopSession(cameras, image_hw, fps)
     ds = LeRobotDataset.create(repo_id or root.name, root=root, fps=fps, features=session.features(),
-                               robot_type="so101", use_async_saver=False, vcodec=vcodec)
+                               robot_type="so101", use_async_saver=False, vcodec=vcodec,
+                               codebase_version=codebase_version)
     try:
         for episode in range(num_episodes):
             for frame in session.episode(episode, frames_per_episode):

@@ -1,12 +1,13 @@
-"""Random access to the frames of a LeRobot v2.1 dataset, as training samples.
+"""Random access to the frames of a LeRobot v2.1 or v3.0 dataset, as training samples.
 
 Sample i is frame i of the dataset (episodes in order) with what a policy needs:
 the state (1, D), the chunk of the next H actions of the same episode with a
 padding mask where the chunk runs past the episode's end (the last action is
 repeated there, as LeRobot's delta_timestamps do), each camera's frame decoded at
 the frame's timestamp, and the task text. The tabular data (a few floats per frame)
-is loaded once; videos are decoded on demand. Any valid v2.1 dataset works, not
-only ours; problems are reported with the file and field at fault.
+is loaded once; videos are decoded on demand. Any valid v2.1 or v3.0 dataset works, not
+only ours; problems are reported with the file and field at fault. In v3.0 an episode is a
+row range of a shared parquet and a segment of a shared mp4 (from_timestamp onwards).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from operating_platform.dataset.format import (
@@ -26,12 +28,15 @@ from operating_platform.dataset.format import (
     EPISODES_PATH,
     STATE_KEY,
     TASKS_PATH,
+    V30,
     DatasetFormatError,
-    load_info,
+    read_info_any,
     read_jsonl,
     vector_keys,
     video_keys,
 )
+
+from operating_platform.dataset.v30 import layout as v30
 
 from .video_frames import VideoFrameReader
 
@@ -55,7 +60,7 @@ def _column_array(table: pa.Table, key: str, shape: list[int], path: Path) -> np
 
 
 class LeRobotReader:
-    """Training samples from the LeRobot v2.1 dataset at `root`."""
+    """Training samples from the LeRobot v2.1 or v3.0 dataset at `root`."""
 
     def __init__(
         self,
@@ -73,7 +78,11 @@ class LeRobotReader:
         self.root = Path(root)
         self.action_horizon = action_horizon
         self.image_dtype = image_dtype
-        self.info = load_info(self.root)
+        self.info = read_info_any(self.root)
+        self.is_v30 = self.info.get("codebase_version") == V30
+        if self.info.get("codebase_version") not in (V30, "v2.1"):
+            raise DatasetFormatError(f"{self.root / 'meta/info.json'}: codebase_version "
+                                     f"{self.info.get('codebase_version')!r} is neither v2.1 nor v3.0")
         self.features: dict[str, dict] = self.info["features"]
         self.fps = int(self.info["fps"])
         self.chunks_size = int(self.info.get("chunks_size", DEFAULT_CHUNK_SIZE))
@@ -92,23 +101,33 @@ class LeRobotReader:
 
     # ------------------------------------------------------------------ loading
     def _load_metadata(self) -> None:
-        episodes_path = self.root / EPISODES_PATH
-        self.episodes = sorted(read_jsonl(episodes_path), key=lambda e: e["episode_index"])
+        if self.is_v30:
+            episodes_path = self.root / v30.EPISODES_DIR
+            self.episodes = [{k: v for k, v in e.items() if not k.startswith("stats/")} for e in v30.read_episodes(self.root)]
+            self.tasks = dict(enumerate(v30.read_tasks(self.root)))
+        else:
+            episodes_path = self.root / EPISODES_PATH
+            self.episodes = sorted(read_jsonl(episodes_path), key=lambda e: e["episode_index"])
+            self.tasks = {int(t["task_index"]): t["task"] for t in read_jsonl(self.root / TASKS_PATH)}
         if not self.episodes:
             raise DatasetFormatError(f"{episodes_path}: no episodes (is the dataset empty?)")
-        self.tasks = {int(t["task_index"]): t["task"] for t in read_jsonl(self.root / TASKS_PATH)}
 
     def _load_tables(self) -> None:
         columns: dict[str, list[np.ndarray]] = {k: [] for k in (*self.vector_keys, *_BOOKKEEPING)}
         lengths = []
+        shared: dict[Path, pa.Table] = {}  # v3.0: each shared data file read once
         for ep in self.episodes:
             ep_index = int(ep["episode_index"])
-            path = self.root / self.info["data_path"].format(
-                episode_chunk=ep_index // self.chunks_size, episode_index=ep_index
-            )
+            path = self._data_path(ep)
             if not path.exists():
                 raise DatasetFormatError(f"{path}: parquet of episode {ep_index} is missing")
-            table = pq.read_table(path)
+            if self.is_v30:
+                if path not in shared:
+                    shared[path] = pq.read_table(path)
+                file_table = shared[path]
+                table = file_table.filter(pa.compute.equal(file_table.column("episode_index"), ep_index))
+            else:
+                table = pq.read_table(path)
             if len(table) != int(ep["length"]):
                 raise DatasetFormatError(
                     f"{path}: {len(table)} rows but {EPISODES_PATH} says episode {ep_index} has length {ep['length']}"
@@ -150,11 +169,27 @@ class LeRobotReader:
     def __repr__(self) -> str:
         return f"LeRobotReader({str(self.root)!r}, frames={len(self)}, episodes={len(self.episodes)})"
 
+    def _data_path(self, ep: dict) -> Path:
+        if self.is_v30:
+            return self.root / self.info["data_path"].format(chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"])
+        ep_index = int(ep["episode_index"])
+        return self.root / self.info["data_path"].format(episode_chunk=ep_index // self.chunks_size, episode_index=ep_index)
+
     def video_path(self, camera_key: str, row: int) -> Path:
+        if self.is_v30:
+            ep = self.episodes[int(self._row_episode[row])]
+            chunk_col, file_col, _, _ = v30.video_columns(camera_key)
+            return self.root / self.info["video_path"].format(
+                video_key=camera_key, chunk_index=ep[chunk_col], file_index=ep[file_col])
         ep_index = int(self._episode_index[row])
         return self.root / self.info["video_path"].format(
             episode_chunk=ep_index // self.chunks_size, video_key=camera_key, episode_index=ep_index
         )
+
+    def video_time(self, camera_key: str, row: int) -> float:
+        """Where frame `row` sits in its video file: its timestamp, after the episode's segment start in v3.0."""
+        start = self.episodes[int(self._row_episode[row])][v30.video_columns(camera_key)[2]] if self.is_v30 else 0.0
+        return float(start) + float(self._timestamps[row])
 
     def __getitem__(self, row: int) -> dict[str, Any]:
         row = int(row)
@@ -177,7 +212,7 @@ class LeRobotReader:
         sample[ACTION_PAD_KEY] = is_pad
         timestamp = float(self._timestamps[row])
         for cam in self.camera_keys:
-            frame = self._frames.frame_at(self.video_path(cam, row), timestamp)
+            frame = self._frames.frame_at(self.video_path(cam, row), self.video_time(cam, row))
             sample[cam] = frame if self.image_dtype == "uint8" else frame.astype(np.float32) / np.float32(255.0)
         sample["timestamp"] = np.float32(timestamp)
         sample["frame_index"] = self._frame_index[row]
