@@ -83,7 +83,10 @@ def _probe_writable(root: Path, flag: str) -> None:
 def _check_resume_compatible(root: Path, cfg: ConsoleConfig, flag: str) -> None:
     cameras = {c.name: (cfg.robot.camera_height, cfg.robot.camera_width) for c in camera_specs(cfg.robot)}
     try:
-        info = fmt.load_info(root)
+        info = fmt.read_info_any(root)
+        if info.get("codebase_version") != cfg.record.dataset_version:
+            raise DatasetFormatError(f"cannot resume {root}: it is a LeRobot {info.get('codebase_version')} dataset, "
+                                     f"--record.dataset_version={cfg.record.dataset_version} was requested")
         _check_resume_matches(root, info, cfg.record.fps, build_features(list(SO101_JOINT_NAMES), cameras), ROBOT_TYPE)
     except DatasetFormatError as exc:
         raise LocationError(f"{flag}: {exc}") from None

@@ -72,6 +72,8 @@ def measured_encoded_bytes_per_frame(root: Path) -> tuple[float, int] | None:
     if frames <= 0:
         return None
     size = sum(p.stat().st_size for sub in ("data", "videos") for p in (Path(root) / sub).rglob("*") if p.is_file())
+    if size <= 0:  # e.g. a v3.0 store whose episodes were packed away: nothing to measure here
+        return None
     return size / frames, int(info.get("total_episodes") or 0)
 
 
