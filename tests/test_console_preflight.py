@@ -91,12 +91,13 @@ def test_console_stops_before_dora_in_about_a_second(tmp_path, setup, flags):
     setup(tmp_path)
     started = time.monotonic()
     result = subprocess.run([sys.executable, str(MAIN), f"--record.root={tmp_path / 'ds'}", *flags], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60, env={**os.environ, "TMPDIR": str(tmp_path)})
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "TMPDIR": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")})
     elapsed = time.monotonic() - started
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("main.py: error: --record.root="), result.stderr
     assert "recording into" not in result.stdout
     assert elapsed < 10, f"{elapsed:.1f} s"  # ~1 s on an idle machine; generous for a loaded one
-    assert not list(tmp_path.glob("op-record-*")), "no run folder left behind"
+    assert not list(tmp_path.glob("op-record-*")) and not (tmp_path / "state").exists(), "no run folder left behind"
     if (tmp_path / "ds" / "meta").exists():
         assert json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())["total_episodes"] == 0

@@ -49,7 +49,8 @@ def record(cfg: ConsoleConfig) -> int:
     run_dir = run_log_dir(name)
     dataflow = write_dataflow(cfg, run_dir / "dataflow.yml")
     launcher = DoraLauncher(run_dir, cfg.dora.coordinator, cfg.dora.daemon_port)
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # so the terminal and dora are cleaned up on kill
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # so the terminal and dora are cleaned up on kill / closed terminal
+        signal.signal(sig, raise_keyboard_interrupt)
     # Ctrl-C must drain and stop even when started from a script that ignores SIGINT
     # (background jobs of a non-interactive shell inherit SIG_IGN, and Python keeps it).
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -77,6 +78,8 @@ def record(cfg: ConsoleConfig) -> int:
         print("\ninterrupted: stopping the dataflow without waiting for the saver", file=sys.stderr)
         return 1
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a 2nd signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)                     # (it is bounded: dora's grace, then kill)
         launcher.stop()
         launcher.close()
     saver = state.saver if state else {}
