@@ -377,3 +377,43 @@ def test_saver_node_logic_turns_a_full_disk_into_one_fatal_error_and_names_the_k
         again = reopen(disk / "ds", recover_partial=True)
         assert again.num_frames == 10 + kept
         again.close()
+
+
+def test_a_spool_counts_as_committed_only_when_its_content_is_in_the_dataset(tmp_path):
+    """Killed after info.json named an episode, before its spool went; the next episode's spool waits.
+
+    Both have the same joint values (an arm standing still) and length: only the pixels differ,
+    and the open still tells them apart — the committed one goes, the other is committed.
+    """
+    import shutil
+
+    from dataset_factory import CAMERAS
+
+    def still_frame(shade):
+        frame = {"observation.state": np.zeros(6, np.float32), "action": np.zeros(6, np.float32)}
+        for cam, (h, w) in CAMERAS.items():
+            frame[f"observation.images.{cam}"] = np.full((h, w, 3), shade, np.uint8)
+        return frame
+
+    root = tmp_path / "ds"
+    ds = create(root)
+    for _ in range(8):
+        ds.add_frame(still_frame(40), task="pick the cube")
+    first = ds.end_episode()
+    shutil.copytree(first.path, tmp_path / "first-spool")
+    ds.commit_saved_episode(first)
+    for _ in range(8):
+        ds.add_frame(still_frame(200), task="pick the cube")
+    second = ds.end_episode()  # handed over, never committed (the process dies)
+    ds.close()
+    shutil.copytree(tmp_path / "first-spool", first.path)
+
+    again = reopen(root)
+    assert again.num_episodes == 2
+    again.close()
+    assert not (root / fmt.SPOOL_DIR).exists()
+    stats = fmt.read_jsonl(root / fmt.EPISODES_STATS_PATH)
+    means = [r["stats"]["observation.images.top"]["mean"][0][0][0] for r in stats]
+    assert means == pytest.approx([40 / 255, 200 / 255])
+    assert second.num_frames == 8
+    assert validate_dataset(root).passed

@@ -4,20 +4,23 @@ Why steps: a save fails at any point (disk full, a read-only or permission-less 
 timeout) and is retried, or finished by the next open. So every step rewrites what it owns
 whole (same input, same result), nothing in memory changes until info.json — the commit
 point — is written, and whether a spool is in the dataset is read from the dataset itself:
-each committed parquet carries its spool's id (SPOOL_ID_KEY) and its row count is the spool's
-frame count. A spool is deleted only once that check passes (`release`).
+a committed episode holds a spool when its parquet has the spool's frame count and the very
+same recorded values, and its image stats are those of the spool's frames (the content is the
+id, so the files stay exactly what LeRobot writes). A spool is deleted only once that check passes (`release`).
 
 Steps of a LeRobot v2.1 commit of episode `ep` (= the dataset's committed count):
   stage_videos     encode each camera into .staging/<spool id>/ (kept across retries once whole)
-  stage_parquet    the episode table, tagged with the spool id
+  stage_parquet    the episode table
   place_files      remove files of episodes >= ep an earlier attempt left, rename the staged ones in
   write_metadata   tasks.jsonl, episodes.jsonl, episodes_stats.jsonl with this episode's rows
   write_info       info.json with the new totals: the commit point
-Another on-disk format plugs in as another class with `run()` returning the new `CommittedState`.
+Another on-disk format plugs in as another class with the same interface (`run()` returning the
+new `CommittedState`, `find_committed`, `release`), set as `LeRobotDataset.episode_commit`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -31,13 +34,11 @@ import pyarrow.parquet as pq
 from . import format as fmt
 from .parquet import episode_table, episode_timestamps, write_table_durably
 from .recovery import remove_uncommitted_episode_files
-from .spool import LEGACY_COMMIT_MARKER, EpisodeBuffer
+from .spool import EpisodeBuffer
 from .stats import image_stats, vector_stats
 from .video import VideoEncodeError, encode_video, probe_video_info
 
 logger = logging.getLogger(__name__)
-
-SPOOL_ID_KEY = b"operating_platform.spool_id"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,15 @@ class V21EpisodeCommit:
             step()
         return self.result
 
+    # What recovery asks of a format: which spools are in the dataset, and may one go.
+    @staticmethod
+    def find_committed(root: Path, info: dict, buffers: list[EpisodeBuffer]) -> dict[Path, int]:
+        return committed_spools(root, info, buffers)
+
+    @staticmethod
+    def release(root: Path, info: dict, ep: int, buffer: EpisodeBuffer, staging: Path) -> None:
+        release(root, info, ep, buffer, staging)
+
     # ------------------------------------------------------------------ steps
 
     def stage_videos(self) -> None:
@@ -111,7 +121,6 @@ class V21EpisodeCommit:
             "task_index": task_index,
         }
         table = episode_table(columns, self.ds.features)
-        table = table.replace_schema_metadata({**table.schema.metadata, SPOOL_ID_KEY: self.buffer.spool_id.encode()})
         path = self.staging / "data.parquet"
         write_table_durably(table, path)
         self.staged[fmt.data_relpath(self.ep, self.chunks_size)] = path
@@ -177,51 +186,44 @@ def video_frame_count(path: Path) -> int | None:
 # ---------------------------------------------------------------------- is a spool in the dataset?
 
 
-def committed_spool_id(path: Path) -> str | None:
-    """The spool id a committed parquet carries (None for files older versions wrote)."""
-    meta = pq.read_schema(path).metadata or {}
-    value = meta.get(SPOOL_ID_KEY)
-    return value.decode() if value is not None else None
-
-
 def holds_spool(root: Path, info: dict, ep: int, buffer: EpisodeBuffer) -> bool:
-    """Episode `ep` is committed and holds exactly `buffer`'s frames: the content id, the count, every file."""
+    """Episode `ep` is committed and holds exactly `buffer`'s frames: the count, the recorded values, every file."""
     if not 0 <= ep < info["total_episodes"]:
         return False
     chunks = info["chunks_size"]
     path = root / fmt.data_relpath(ep, chunks)
     if not path.exists() or pq.read_metadata(path).num_rows != buffer.num_frames:
         return False
-    spool_id = committed_spool_id(path)
-    if spool_id is None:  # an older version's commit: compare the content
-        committed = pq.read_table(path, columns=list(buffer.layout.vector_shapes))
-        vectors, _ = buffer.read_vectors()
-        if not all(np.array_equal(np.array(committed.column(k).to_pylist(), dtype=np.float32), v)
-                   for k, v in vectors.items()):
-            return False
-    elif spool_id != buffer.spool_id:
+    committed = pq.read_table(path, columns=list(buffer.layout.vector_shapes))
+    vectors, _ = buffer.read_vectors()
+    if not all(np.array_equal(np.array(committed.column(k).to_pylist(), dtype=np.float32), v) for k, v in vectors.items()):
         return False
-    return all((root / fmt.video_relpath(k, ep, chunks)).exists() for k in buffer.layout.camera_shapes)
+    if not all((root / fmt.video_relpath(k, ep, chunks)).exists() for k in buffer.layout.camera_shapes):
+        return False
+    # Pixels: the committed image stats were computed from these very spool frames (joints alone
+    # can repeat, e.g. an arm standing still), so equal stats tell the cameras' content apart too.
+    row = next((r for r in fmt.read_jsonl(root / fmt.EPISODES_STATS_PATH) if r.get("episode_index") == ep), None)
+    if row is None:
+        return False
+    for key in buffer.layout.camera_shapes:
+        stats = json.loads(json.dumps(image_stats(lambda i, key=key: buffer.frame(key, i), buffer.num_frames)))
+        if row["stats"].get(key) != stats:
+            return False
+    return True
 
 
-def find_committed_episode(root: Path, info: dict, buffer: EpisodeBuffer) -> int | None:
-    """The committed episode holding `buffer`'s frames, if any.
+def committed_spools(root: Path, info: dict, buffers: list[EpisodeBuffer]) -> dict[Path, int]:
+    """{spool path: episode} for the spools (in recording order) the dataset verifiably holds.
 
-    Spools are committed in order and spool ids sort by creation, so the search walks back
-    from the last episode and stops at the first one recorded before this spool.
+    Spools are committed in order as the dataset's next episode, so those already in it are the
+    last episodes, in the same order: matched walking both backwards, one comparison per spool.
     """
-    legacy = buffer.path / LEGACY_COMMIT_MARKER
-    if legacy.exists():
-        ep = int(fmt.read_json(legacy)["episode_index"])
-        return ep if holds_spool(root, info, ep, buffer) else None
-    for ep in range(info["total_episodes"] - 1, -1, -1):
-        path = root / fmt.data_relpath(ep, info["chunks_size"])
-        spool_id = committed_spool_id(path) if path.exists() else None
-        if spool_id is None or spool_id < buffer.spool_id:
-            return None
-        if spool_id == buffer.spool_id:
-            return ep if holds_spool(root, info, ep, buffer) else None
-    return None
+    found, ep = {}, info["total_episodes"] - 1
+    for buffer in reversed(buffers):
+        if ep >= 0 and buffer.num_frames > 0 and holds_spool(root, info, ep, buffer):
+            found[buffer.path] = ep
+            ep -= 1
+    return found
 
 
 def release(root: Path, info: dict, ep: int, buffer: EpisodeBuffer, staging: Path) -> None:

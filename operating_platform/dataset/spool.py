@@ -35,7 +35,6 @@ SPOOL_META = "spool.json"
 VECTORS_FILE = "vectors.bin"
 TASKS_FILE = "tasks.json"
 ENDED_MARKER = "ended.json"
-LEGACY_COMMIT_MARKER = "commit.json"  # written ahead of the commit by older versions; only read
 TASK_ID_DTYPE = np.dtype("<i4")
 
 

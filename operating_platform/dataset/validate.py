@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import format as fmt
-from .commit import find_committed_episode
+from .commit import committed_spools
 from .spool import ENDED_MARKER, load_spooled_episode, spooled_episode_dirs
 
 # LeRobot's reader default (`tolerance_s`): a timestamp off the 1/fps grid by more is rejected.
@@ -900,7 +900,11 @@ class _Validator:
                   [f"{fmt.STAGING_DIR}/ holds unfinished files ({REPAIR_HINT}): {', '.join(leftovers)}"]
                   if leftovers else [])
         if spooled:
-            states = {p.name: self._spool_state(p) for p in spooled}
+            try:
+                committed = committed_spools(self.root, self.info, [load_spooled_episode(p) for p in spooled])
+            except Exception:  # noqa: BLE001 - an unreadable spool or dataset: none is verifiably committed
+                committed = {}
+            states = {p.name: self._spool_state(p, committed.get(p)) for p in spooled}
             pending = [name for name, (committed, _) in states.items() if not committed]
             message = (f"{len(pending)} uncommitted spooled episode(s) in {fmt.SPOOL_DIR}/: {', '.join(pending)} "
                        f"— LeRobotDataset.open(root) recovers ended episodes" if pending else
@@ -909,12 +913,8 @@ class _Validator:
             self._warn("files.spool", GROUP_WORKING, message,
                        [f"{fmt.SPOOL_DIR}/{name}: {state}" for name, (_, state) in states.items()])
 
-    def _spool_state(self, path: Path) -> tuple[bool, str]:
+    def _spool_state(self, path: Path, committed_as: int | None) -> tuple[bool, str]:
         """(already committed?, what LeRobotDataset.open(root) will do with this spooled episode)."""
-        try:
-            committed_as = find_committed_episode(self.root, self.info, load_spooled_episode(path))
-        except Exception:  # noqa: BLE001 - an unreadable spool or dataset: not verifiably committed
-            committed_as = None
         if committed_as is not None:
             return True, f"already committed as episode {committed_as} — LeRobotDataset.open(root) removes the leftover"
         if (path / ENDED_MARKER).exists():

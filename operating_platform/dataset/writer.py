@@ -35,7 +35,7 @@ import numpy as np
 from . import format as fmt
 from . import space
 from .format import DatasetFormatError
-from .commit import LEGACY_COMMIT_MARKER, V21EpisodeCommit, find_committed_episode, release
+from .commit import V21EpisodeCommit
 from .recovery import repair_dataset
 from .spool import EpisodeBuffer, SpoolLayout, SpoolWriteError, load_spooled_episode, spooled_episode_dirs
 from .video import LiveEncoderThread, VideoEncoding
@@ -52,6 +52,8 @@ class SavingStoppedError(RuntimeError):
 
 class LeRobotDataset:
     """A LeRobot v2.1 dataset being recorded. Create with `create()`, resume with `open()`."""
+
+    episode_commit = V21EpisodeCommit  # the commit steps of the on-disk format (see commit.py)
 
     def __init__(
         self,
@@ -514,11 +516,11 @@ class LeRobotDataset:
 
     def _commit(self, buffer: EpisodeBuffer, deadline: Callable[[], None] | None = None) -> None:
         ep = self.num_episodes
-        state = V21EpisodeCommit(self, buffer, deadline).run()
+        state = self.episode_commit(self, buffer, deadline).run()
         self.info, self._episodes, self._episodes_stats, self._tasks = (
             state.info, state.episodes, state.episodes_stats, state.tasks)
         try:
-            release(self.root, self.info, ep, buffer, self._staging(buffer))
+            self.episode_commit.release(self.root, self.info, ep, buffer, self._staging(buffer))
         except Exception as e:  # noqa: BLE001 - committed; the kept spool is checked again on the next open
             logger.error("episode %d committed, but its spool %s is kept: %s", ep, buffer.path, e)
         logger.info("episode %d committed (%d frames) in %s", ep, buffer.num_frames, self.root)
@@ -528,17 +530,17 @@ class LeRobotDataset:
     def _recover_spooled_episodes(self, recover_partial: bool) -> None:
         """Commit, in recording order, every spool the dataset does not verifiably hold."""
         partial = []
-        for path in spooled_episode_dirs(self.root / fmt.SPOOL_DIR):
-            buffer = load_spooled_episode(path)
+        buffers = [load_spooled_episode(path) for path in spooled_episode_dirs(self.root / fmt.SPOOL_DIR)]
+        committed = self.episode_commit.find_committed(self.root, self.info, buffers)
+        for buffer in buffers:
+            path = buffer.path
             if buffer.num_frames == 0:
                 shutil.rmtree(path, ignore_errors=True)  # holds no frame
                 continue
-            ep = find_committed_episode(self.root, self.info, buffer)
-            if ep is not None:
-                logger.info("spool %s is episode %d of the dataset; removing it", path.name, ep)
+            if path in committed:
+                logger.info("spool %s is episode %d of the dataset; removing it", path.name, committed[path])
                 shutil.rmtree(path)
                 continue
-            (path / LEGACY_COMMIT_MARKER).unlink(missing_ok=True)  # an older version's claim, found untrue
             if not buffer.ended and not recover_partial:
                 partial.append(buffer)
                 continue
