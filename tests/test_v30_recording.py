@@ -71,3 +71,17 @@ def test_appending_to_a_converted_dataset(tmp_path):
     info = assert_valid(dst)
     assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (3, 18, 2)
     np.testing.assert_array_equal(committed_states(dst, 2), expected_states_for(2, 7))
+
+
+@pytest.mark.slow
+def test_pack_script_finishes_what_a_killed_recorder_left(tmp_path):
+    root = tmp_path / "ds"
+    child = subprocess.run([sys.executable, str(REPO / "tests/crash_child.py"), str(root), "mid_pack_video", "async", "v3.0"],
+                           capture_output=True, text=True, timeout=180)
+    assert child.returncode == -9 and "EPISODE1_COMMITTED" in child.stdout, child.stderr[-3000:]
+    assert json.loads((root / "meta/info.json").read_text())["total_episodes"] == 1  # episode 1 committed, not packed
+    result = subprocess.run([sys.executable, str(REPO / "scripts/pack_dataset.py"), str(root)],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0 and "packed 1 episode(s)" in result.stdout, result.stdout + result.stderr
+    assert assert_valid(root)["total_episodes"] == 2
+    np.testing.assert_array_equal(committed_states(root, 1), expected_states_for(1, 20))
