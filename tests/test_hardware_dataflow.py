@@ -10,8 +10,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+from dataset_factory import committed_table
 from e2e_helpers import REPO, Lines, assert_valid
 
 W, H, FPS = 160, 120, 30
@@ -89,7 +89,7 @@ def test_so101_dataflow_records_a_valid_dataset_with_the_follower_tracking_the_l
     assert info["features"]["observation.state"]["names"] == joint_names
     assert info["features"]["observation.images.top"]["shape"] == [H, W, 3]
     for episode in (0, 1):
-        table = pq.read_table(root / "data" / "chunk-000" / f"episode_{episode:06d}.parquet").to_pydict()
+        table = committed_table(root, episode).to_pydict()
         action, state = np.array(table["action"]), np.array(table["observation.state"])
         assert len(action) >= FPS * 2
         assert np.ptp(action[:, :5], axis=0).min() > 20  # the leader was really moved (degrees)

@@ -1,4 +1,5 @@
-"""LeRobot v2.1 datasets: the format (format.py), recording into one (writer.py), checking one (validate.py)."""
+"""LeRobot datasets: the v2.1 format (format.py), recording (writer.py), checking (validate.py);
+v3.0, the default, in v30/ (layout, packing, validation, conversion)."""
 
 from .format import DatasetFormatError, build_features
 from .writer import LeRobotDataset

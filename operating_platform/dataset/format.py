@@ -1,4 +1,5 @@
-"""The LeRobot v2.1 on-disk contract, in one place.
+"""The LeRobot v2.1 on-disk contract, in one place (v3.0's is in v30/layout.py; which
+versions exist and which one new datasets get is here).
 
 Everything that knows a path template, a metadata file name, a feature's dtype or
 how JSON metadata is written atomically lives here, so the writer, the validator

@@ -176,7 +176,10 @@ class LeRobotDataset:
         on_disk = fmt.read_info_any(root).get("codebase_version")
         if codebase_version is not None and codebase_version != on_disk:
             fmt.check_codebase_version(codebase_version, "open: codebase_version")
-            raise DatasetFormatError(f"cannot resume {root}: it is a LeRobot {on_disk} dataset, {codebase_version} was requested")
+            raise DatasetFormatError(
+                f"cannot resume {root}: it is a LeRobot {on_disk} dataset, {codebase_version} was requested "
+                f"(append in its format with --record.dataset_version={on_disk} / DATASET_VERSION={on_disk}, or convert "
+                f"it first: python scripts/convert_dataset.py --to {codebase_version} {root} NEW_ROOT)")
         if on_disk == fmt.V30:
             from .v30.recording import open_v30
 

@@ -9,12 +9,15 @@ once it is packed, and an open of ours after a crash packs every committed one.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from .. import format as fmt
 from . import layout
 from .pack import PackResult, drop_packed_from_store, finish_interrupted_pack, pack, store_root
+
+logger = logging.getLogger(__name__)
 
 
 class V30Dataset:
@@ -79,11 +82,11 @@ def open_v30(writer_cls, root: Path, *, use_async_saver: bool = True, **options:
     store = store_root(root)
     if not (store / fmt.INFO_PATH).exists():
         _seed_store(root, info)
-    store_info = fmt.load_info(store)
-    if store_info["total_episodes"] < info["total_episodes"]:
-        raise fmt.DatasetFormatError(
-            f"{store}: holds {store_info['total_episodes']} episodes but {root / fmt.INFO_PATH} has "
-            f"{info['total_episodes']}: the store does not belong to this dataset (move {store} away to resume)")
+    elif fmt.load_info(store)["total_episodes"] < info["total_episodes"]:
+        # Episodes were appended by another writer (LeRobot's own, say): continue after them.
+        logger.warning("%s: the dataset has episodes its store never saw; continuing at episode %d",
+                       root, info["total_episodes"])
+        _seed_store(root, info)
     drop_packed_from_store(root, info["total_episodes"])
     ds = writer_cls.open(store, use_async_saver=False, **options)
     result = pack(root)

@@ -37,12 +37,14 @@ def concat_videos(sources: list[tuple[Path, int]], out: Path, fps: int) -> None:
         for src, frames in sources:
             with av.open(str(src)) as ic:
                 istream = ic.streams.video[0]
+                codec = (istream.codec_context.name, istream.codec_context.width, istream.codec_context.height)
                 if ostream is None:
                     ostream = oc.add_stream_from_template(istream, opaque=True)
                     ostream.time_base = istream.time_base
-                    time_base = istream.time_base
-                elif istream.time_base != time_base:
-                    raise VideoEncodeError(f"{src}: time base {istream.time_base} differs from {time_base} of the first video")
+                    time_base, first_codec = istream.time_base, codec
+                elif istream.time_base != time_base or codec != first_codec:
+                    raise VideoEncodeError(f"{src}: {codec} with time base {istream.time_base} cannot follow "
+                                           f"{first_codec} with time base {time_base} in one file")
                 tpf = _ticks_per_frame(time_base, fps, src)
                 copied = 0
                 for packet in ic.demux(istream):
