@@ -5,7 +5,8 @@ episode from the hidden store into the shared v3.0 files, so LeRobot sees all of
     python scripts/pack_dataset.py data/my_task
 
 Recording packs at close and every open does this too; this is the same open, on demand
-(not while a recording into the same dataset is running). Exit 0 done, 2 not a v3.0 dataset.
+(not while a recording into the same dataset is running). Exit 0 done, 1 the pack failed (disk
+full, no permission: nothing is lost, run it again once fixed), 2 not a v3.0 dataset.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     opened = ds.last_pack
     ds.close()
+    if ds.pack_error:  # the fault is still there: every episode stays in the store
+        print(f"error: {ds.pack_error}", file=sys.stderr)
+        return 1
     print(f"{args.root}: packed {opened.episodes + ds.last_pack.episodes} episode(s) in {opened.seconds + ds.last_pack.seconds:.2f} s; "
           f"{ds.num_episodes} episodes, {ds.num_frames} frames in the v3.0 files")
     return 0

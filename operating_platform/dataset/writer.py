@@ -72,6 +72,7 @@ class LeRobotDataset:
         if batch_encoding_size < 1:
             raise ValueError(f"batch_encoding_size must be >= 1, got {batch_encoding_size}")
         self.root = Path(root)
+        self.dataset_root = self.root  # what commands shown to users name (a v3.0 dataset's root, not its store)
         self.repo_id = repo_id or self.root.name
         self.info = info
         self.encoding = encoding
@@ -256,7 +257,7 @@ class LeRobotDataset:
             f"cannot write {e.filename or e.spool}: {e.strerror} — recording stopped; about {space.megabytes(needed)} "
             f"free is needed at {self.root} for an episode; every frame recorded is kept (the episode in progress in "
             f"{self.episode_buffer.path}); once space is freed, open the dataset again to commit the saved episodes "
-            f"and keep the incomplete one with: {RECOVER_COMMAND.format(root=self.root)}")
+            f"and keep the incomplete one with: {RECOVER_COMMAND.format(root=self.dataset_root)}")
         logger.error("%s", self.saving_stopped)
 
     def _new_episode_buffer(self) -> EpisodeBuffer:
@@ -332,7 +333,7 @@ class LeRobotDataset:
         e.advice = (f"; recording stopped — about {space.megabytes(needed)} free is needed at {self.root} "
                     f"({space.megabytes(space.free_bytes(self.root))} free now); once space is freed or write "
                     f"permission restored, open the dataset again to commit the saved episodes and keep the "
-                    f"incomplete one with: {RECOVER_COMMAND.format(root=self.root)}")
+                    f"incomplete one with: {RECOVER_COMMAND.format(root=self.dataset_root)}")
         self.saving_stopped = self.saving_stopped or str(e)
         logger.error("%s", e)
         raise e
@@ -438,7 +439,7 @@ class LeRobotDataset:
                 logger.warning(
                     "episode in progress (%d frames) was not saved; its frames stay in %s — "
                     "recover with: python scripts/recover_episodes.py %s --include-partial",
-                    self.episode_buffer.num_frames, self.episode_buffer.path, self.root,
+                    self.episode_buffer.num_frames, self.episode_buffer.path, self.dataset_root,
                 )
                 self.episode_buffer.abandon()
                 self.incomplete_episodes.append(self.episode_buffer)
@@ -458,7 +459,7 @@ class LeRobotDataset:
                 "%s: saving stopped (%s); %d frames are not in the dataset but kept in the spool: %s — the next open "
                 "of the dataset commits the saved episodes%s",
                 self.root, self.saving_stopped, kept["frames_recoverable"], ", ".join(kept["recoverable"]),
-                f"; keep the incomplete one with: {RECOVER_COMMAND.format(root=self.root)}"
+                f"; keep the incomplete one with: {RECOVER_COMMAND.format(root=self.dataset_root)}"
                 if self.incomplete_episodes else "",
             )
 
@@ -565,7 +566,7 @@ class LeRobotDataset:
             logger.warning(
                 "%d incomplete episode(s) kept in the spool (an interrupted recording or a failed write): %s — "
                 "keep them with: %s",
-                len(partial), listing, RECOVER_COMMAND.format(root=self.root),
+                len(partial), listing, RECOVER_COMMAND.format(root=self.dataset_root),
             )
         self.partial_episodes = [b.path for b in partial]
 

@@ -28,7 +28,9 @@ class V30Dataset:
     def __init__(self, root: Path, store):
         self._root = Path(root)
         self._store = store
+        store.dataset_root = self._root
         self.last_pack: PackResult | None = None
+        self.pack_error: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         if name == "_store":
@@ -44,10 +46,26 @@ class V30Dataset:
         """The per-episode writer (its root is the hidden store)."""
         return self._store
 
-    def pack(self) -> PackResult:
-        """Pack what is committed so far (while recording: call between episodes' commits)."""
-        self.last_pack = pack(self._root)
+    def pack(self) -> PackResult | None:
+        """Pack what is committed so far (while recording: call between episodes' commits).
+
+        A storage fault (disk full, no permission) is reported, not raised: every committed
+        episode stays safe in the store (a pack lands whole or not at all), and the next open
+        or scripts/pack_dataset.py finishes it. `pack_error` says so until a pack succeeds.
+        """
+        try:
+            self.last_pack = pack(self._root)
+        except OSError as e:
+            self.pack_error = (f"{self._root}: committed episodes could not be packed into the v3.0 files "
+                               f"({e.strerror or e}); they are safe in {store_root(self._root)} but LeRobot does not "
+                               f"see them yet; once the fault is fixed run: python scripts/pack_dataset.py {self._root}")
+            logger.error("%s", self.pack_error)
+            return None
+        self.pack_error = None
         return self.last_pack
+
+    def storage_status(self) -> dict:
+        return {**self._store.storage_status(), "pack_error": self.pack_error}
 
     def close(self, timeout: float | None = None) -> None:
         try:
