@@ -97,7 +97,7 @@ def test_console_stops_before_dora_in_about_a_second(tmp_path, setup, flags):
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("main.py: error: --record.root="), result.stderr
     assert "recording into" not in result.stdout
-    assert elapsed < 10, f"{elapsed:.1f} s"  # ~1 s on an idle machine; generous for a loaded one
+    assert elapsed < 45, f"{elapsed:.1f} s"  # ~0.3 s idle; dora alone takes longer even to start its coordinator
     assert not list(tmp_path.glob("op-record-*")) and not (tmp_path / "state").exists(), "no run folder left behind"
     if (tmp_path / "ds" / "meta").exists():
         assert json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())["total_episodes"] == 0

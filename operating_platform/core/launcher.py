@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_COORDINATOR_PORT = 6013
+SESSION_ENV = "OPERATING_PLATFORM_SESSION"  # marks the processes of one console session
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -83,6 +84,7 @@ class DoraLauncher:
         log = self.run_dir / f"{name}.log"
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env[SESSION_ENV] = str(self.run_dir)  # inherited by every node the daemon spawns: see close()
         with open(log, "wb") as out:
             proc = subprocess.Popen([self.dora, *args], stdout=out, stderr=subprocess.STDOUT, cwd=self.run_dir,
                                     env=env, start_new_session=True)
@@ -170,7 +172,24 @@ class DoraLauncher:
                 pass
         for proc in self._procs:
             _terminate_group(proc)
+        if self._procs:  # nodes still starting (importing) when the daemon went do not notice it: end them too
+            for pid in _session_processes(str(self.run_dir)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self._procs.clear()
+
+
+def _session_processes(run_dir: str) -> list[int]:
+    """Processes carrying this session's marker in their environment (our coordinator's, daemon's and nodes)."""
+    marker = f"{SESSION_ENV}={run_dir}\0".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker in Path(f"/proc/{pid}/environ").read_bytes() + b"\0" and int(pid) != os.getpid():
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
 
 
 def _terminate_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
