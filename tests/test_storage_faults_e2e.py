@@ -9,7 +9,6 @@ every frame the recorder sent is either committed or in the spool as a named rec
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import re
 import signal
@@ -31,9 +30,9 @@ from operating_platform.dataset.spool import load_spooled_episode, spooled_episo
 pytestmark = pytest.mark.slow
 
 
-def _busy(stop):
-    while not stop.is_set():
-        pass
+def _busy_loops(n: int = 2) -> list[subprocess.Popen]:
+    """Load beside the dataflow: processes that share nothing with the test (no lock to starve on)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
 
 @contextlib.contextmanager
@@ -63,10 +62,7 @@ FAULT_TEXT = {"disk_full": "No space left on device", "meta_read_only": "Read-on
 @pytest.mark.parametrize("kind", sorted(FAULT_TEXT))
 def test_storage_fault_mid_run_stops_recording_and_loses_no_frame(workdir, kind):
     copy_dataflow(workdir)
-    stop = multiprocessing.Event()
-    load = [multiprocessing.Process(target=_busy, args=(stop,), daemon=True) for _ in range(2)]
-    for p in load:
-        p.start()
+    load = _busy_loops()
     try:
         with tmpfs(workdir / "disk", "12m") as disk:
             root = disk / "ds"
@@ -123,6 +119,6 @@ def test_storage_fault_mid_run_stops_recording_and_loses_no_frame(workdir, kind)
             assert rec.returncode == 0, rec.stdout + rec.stderr
             assert assert_valid(root)["total_frames"] == sent
     finally:
-        stop.set()
         for p in load:
-            p.join(5)
+            p.kill()
+            p.wait()
