@@ -11,7 +11,7 @@ import pytest
 from e2e_helpers import REPO
 
 from operating_platform.core.config import parse_config
-from operating_platform.core.preflight import LocationError, check_dataset_location
+from operating_platform.core.preflight import LocationError, check_dataset_location, free_default_name
 from operating_platform.dataset import LeRobotDataset, build_features
 from operating_platform.hardware.base import SO101_JOINT_NAMES
 
@@ -101,3 +101,18 @@ def test_console_stops_before_dora_in_about_a_second(tmp_path, setup, flags):
     assert not list(tmp_path.glob("op-record-*")) and not (tmp_path / "state").exists(), "no run folder left behind"
     if (tmp_path / "ds" / "meta").exists():
         assert json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())["total_episodes"] == 0
+
+
+def test_an_unnamed_recording_after_the_quick_start_goes_to_the_next_free_name():
+    """`main.py --record.use_async_save` after `dora run dataflow.yml` made data/sim_demo: works as typed."""
+    from pathlib import Path
+
+    make_dataset(Path("data/sim_demo"))
+    cfg = parse_config(["--record.use_async_save"])
+    note = free_default_name(cfg, ["--record.use_async_save"])
+    assert cfg.record.dataset_root == Path("data/sim_demo_2") and "recording into data/sim_demo_2" in note
+    check_dataset_location(cfg)
+    named = parse_config(["--record.repo_id=sim_demo"])
+    assert free_default_name(named, ["--record.repo_id=sim_demo"]) is None  # a named dataset is never switched
+    with pytest.raises(LocationError, match="already holds a dataset"):
+        check_dataset_location(named)

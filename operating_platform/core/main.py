@@ -28,7 +28,7 @@ from operating_platform.core.config import ConfigError, ConsoleConfig, camera_sp
 from operating_platform.core.console import run_session  # noqa: E402
 from operating_platform.core.dataflow import write_dataflow  # noqa: E402
 from operating_platform.core.launcher import DoraLauncher, LaunchError, join_as_keyboard, node_logs_to  # noqa: E402
-from operating_platform.core.preflight import LocationError, check_dataset_location  # noqa: E402
+from operating_platform.core.preflight import LocationError, check_dataset_location, free_default_name  # noqa: E402
 from operating_platform.core.progress import StartupProgress  # noqa: E402
 from operating_platform.dataflow.keyboard import (  # noqa: E402
     ScriptedKeys,
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = parse_config(argv)
+        if note := free_default_name(cfg, argv):
+            print(f"main.py: {note}")
         check_dataset_location(cfg)
     except (ConfigError, LocationError) as exc:
         print(f"main.py: error: {exc}", file=sys.stderr)

@@ -48,6 +48,23 @@ def check_dataset_location(cfg: ConsoleConfig) -> Path:
     return root
 
 
+def free_default_name(cfg: ConsoleConfig, argv: list[str]) -> str | None:
+    """When the operator named no dataset and the default one exists (e.g. after the quick start's
+    `dora run`), record into the next free `<repo_id>_N` instead of refusing; a dataset the
+    operator named is never switched. Returns the line that says so, or None."""
+    record = cfg.record
+    named = any(a.split("=")[0] in ("--record.repo_id", "--record.root") for a in argv)
+    if named or record.resume or not (record.dataset_root / fmt.INFO_PATH).exists():
+        return None
+    taken = record.dataset_root
+    base, n = record.repo_id, 2
+    while (taken.parent / f"{base}_{n}").exists():
+        n += 1
+    record.repo_id = f"{base}_{n}"
+    return (f"{taken} already holds a dataset: recording into {record.dataset_root} "
+            "(name one with --record.repo_id=NAME, or add --record.resume to append)")
+
+
 def free_space_problem(root: Path) -> str | None:
     """Why recording into `root` would run out of disk, or None. (A size estimate plugs in here.)"""
     free = shutil.disk_usage(_existing_ancestor(root)).free
