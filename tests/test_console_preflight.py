@@ -116,3 +116,16 @@ def test_an_unnamed_recording_after_the_quick_start_goes_to_the_next_free_name()
     assert free_default_name(named, ["--record.repo_id=sim_demo"]) is None  # a named dataset is never switched
     with pytest.raises(LocationError, match="already holds a dataset"):
         check_dataset_location(named)
+
+
+def test_a_disk_too_small_for_a_few_episodes_is_refused_before_dora(tmp_path):
+    """A real 20 MB tmpfs: two 640x480 cameras for 4 s episodes need more (raw spool + video), so no recording starts."""
+    from storage_faults import tmpfs
+
+    with tmpfs(tmp_path / "disk", "20m") as disk:
+        with pytest.raises(LocationError) as err:
+            check_dataset_location(parse_config([f"--record.root={disk / 'ds'}"]))
+        assert "not enough free space at" in str(err.value) and "needed for 3 episodes" in str(err.value)
+        assert "\n" not in str(err.value) and list(disk.iterdir()) == []
+        check_dataset_location(parse_config([f"--record.root={disk / 'ds'}", "--robot.camera_width=64",
+                                             "--robot.camera_height=48", "--record.episode_time_s=1"]))

@@ -9,11 +9,11 @@ leaves nothing behind (folders it had to create are removed again).
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from operating_platform.dataset import format as fmt
+from operating_platform.dataset import space
 from operating_platform.dataset.format import DatasetFormatError, build_features
 from operating_platform.dataset.writer import _check_resume_matches
 from operating_platform.hardware.base import SO101_JOINT_NAMES
@@ -41,7 +41,7 @@ def check_dataset_location(cfg: ConsoleConfig) -> Path:
     if root.is_dir() and not has_dataset and any(root.iterdir()):
         raise LocationError(f"{flag}: exists, is not empty and is not a dataset; choose another root")
     _probe_writable(root, flag)
-    if problem := free_space_problem(root):
+    if problem := free_space_problem(root, cfg):
         raise LocationError(f"{flag}: {problem}")
     if has_dataset:
         _check_resume_compatible(root, cfg, flag)
@@ -65,10 +65,18 @@ def free_default_name(cfg: ConsoleConfig, argv: list[str]) -> str | None:
             "(name one with --record.repo_id=NAME, or add --record.resume to append)")
 
 
-def free_space_problem(root: Path) -> str | None:
-    """Why recording into `root` would run out of disk, or None. (A size estimate plugs in here.)"""
-    free = shutil.disk_usage(_existing_ancestor(root)).free
-    return None if free > 0 else "no free space left on its file system"
+def free_space_problem(root: Path, cfg: ConsoleConfig) -> str | None:
+    """Why recording into `root` would run out of disk, or None: room for a few episodes at the
+    configured cameras, fps and episode length (dataset/space.py says how it estimates)."""
+    try:
+        space.check_free_space(root, _cameras(cfg), cfg.record.fps, cfg.record.episode_time_s, cfg.record.vcodec)
+    except space.InsufficientSpaceError as exc:
+        return str(exc)
+    return None
+
+
+def _cameras(cfg: ConsoleConfig) -> dict[str, tuple[int, int]]:
+    return {c.name: (cfg.robot.camera_height, cfg.robot.camera_width) for c in camera_specs(cfg.robot)}
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -98,7 +106,7 @@ def _probe_writable(root: Path, flag: str) -> None:
 
 
 def _check_resume_compatible(root: Path, cfg: ConsoleConfig, flag: str) -> None:
-    cameras = {c.name: (cfg.robot.camera_height, cfg.robot.camera_width) for c in camera_specs(cfg.robot)}
+    cameras = _cameras(cfg)
     try:
         info = fmt.read_info_any(root)
         if info.get("codebase_version") != cfg.record.dataset_version:
