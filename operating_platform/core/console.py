@@ -15,6 +15,7 @@ from typing import Protocol, TextIO
 from operating_platform.dataflow.messages import MessageError, decode_status, encode_key
 
 STATUS_PERIOD_S = 0.2
+SAVER_GONE_S = 5.0  # the recorder is done but the saver never reported done: stop waiting after this
 
 
 class KeySource(Protocol):
@@ -39,13 +40,34 @@ class ConsoleState:
         r, s = self.recorder, self.saver
         phase = r.get("phase", "starting")
         if phase == "done":
-            episode = f"{r.get('episodes_saved', 0)} episodes recorded"
+            episode = f"{r.get('episodes_recorded', 0)} episodes recorded"
         else:
             episode = f"episode {r.get('episode', 0) + 1}/{r.get('num_episodes', '?')}"
         frames = f"frame {r.get('frame', 0)}/{r.get('episode_frames', '?')}" if phase == "recording" else phase
         return (f"{episode} {frames} | save queue {s.get('queue_depth', 0)} pending {s.get('pending', 0)} | "
                 f"saved {s.get('completed', 0)} failed {s.get('failed', 0)} | "
                 f"dropped {s.get('sequence_gaps', 0)} (in flight {max(self.in_flight, 0)})")
+
+    @property
+    def frames_lost(self) -> int:
+        """Frames the recorder kept (episodes ended with save) that the saver did not commit."""
+        return self.recorder.get("frames_kept", 0) - self.saver.get("frames_committed", 0)
+
+    def problems(self) -> list[str]:
+        """Why this session is not a success (empty: every recorded frame was committed)."""
+        r, s = self.recorder, self.saver
+        found = []
+        if not s.get("done"):
+            found.append("the saver never reported its end (it died or hung); what it took stays in its spool")
+        found += [f"recorder: {e}" for e in r.get("errors", [])]
+        found += [f"saver: {e}" for e in s.get("errors", [])]
+        if s.get("fatal") and not s.get("errors"):
+            found.append(f"saver: {s['fatal']}")
+        if s.get("failed") and not s.get("errors"):
+            found.append(f"saver: {s['failed']} episode saves failed ({s.get('last_error')})")
+        if self.frames_lost and not found:
+            found.append(f"{self.frames_lost} recorded frames were not committed")
+        return found
 
 
 class Console:
@@ -60,6 +82,7 @@ class Console:
         self.exit_requested = False
         self._said_waiting = False
         self._last_line = 0.0
+        self._recorder_done_at: float | None = None
 
     def request_exit(self) -> None:
         """`e` or Ctrl-C: the recorder saves what it has and finishes; pending saves are drained."""
@@ -76,6 +99,10 @@ class Console:
             if event["type"] == "INPUT":
                 self._on_status(event["id"], event["value"])
             now = time.monotonic()
+            if self.state.recorder.get("phase") == "done" and self._recorder_done_at is None:
+                self._recorder_done_at = now
+            if self._recorder_done_at is not None and now - self._recorder_done_at > SAVER_GONE_S:
+                break  # the recorder ended without the saver's end: the saver is gone
             if self.state.recorder.get("phase") == "recording" and hasattr(self.keys, "start"):
                 self.keys.start(now)
             for key in self.keys.poll(now):
@@ -119,17 +146,23 @@ class Console:
         self.out.flush()
 
     def _finish_line(self) -> None:
+        """The end-of-run summary: recorded / handed over / committed / lost, from the saver's own figures."""
         s, r = self.state.saver, self.state.recorder
         self._print(self.state.line())
         if s.get("done"):
             self._print(f"Save stats: queued={s.get('queued', 0)} completed={s.get('completed', 0)} failed={s.get('failed', 0)}")
-        dropped = r.get("frames_kept", 0) - s.get("frames_committed", 0)
-        self._print(f"frames recorded {r.get('frames_kept', 0)}, committed {s.get('frames_committed', 0)}, "
-                    f"dropped {dropped}, sequence gaps {s.get('sequence_gaps', 0)}, "
-                    f"dataset {s.get('root')}")
+        self._print(f"frames recorded {r.get('frames_kept', 0)}, handed over {s.get('frames_received', 0)}, "
+                    f"committed {s.get('frames_committed', 0)}, dropped {self.state.frames_lost}, "
+                    f"sequence gaps {s.get('sequence_gaps', 0)}, dataset {s.get('root')}")
+        self._print(f"stream: duplicates {s.get('duplicates', 0)}, reordered {s.get('reordered', 0)}, rejected by the "
+                    f"saver {s.get('rejected') or 0}, by the recorder {r.get('rejected') or 0}; episodes slower than "
+                    f"real time {r.get('slow_episodes', 0)}")
         self._print(f"recorder: save response ms {r.get('save_response_ms', [])}, longest hand-over "
                     f"{r.get('send_max_ms')} ms, longest sample gap {r.get('sample_gap_max_ms')} ms, "
-                    f"stale samples skipped {r.get('stale_skips', 0)}, input staleness {r.get('staleness')}")
+                    f"stale samples skipped {r.get('stale_skips', 0)}, samples paused for the saver "
+                    f"{r.get('backpressure_skips', 0)}, input staleness {r.get('staleness')}")
+        for problem in self.state.problems():
+            self._print(f"✗ {problem}")
 
 
 def run_session(node, keys_context) -> ConsoleState:
