@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir.mkdir()
             prepare(workdir)
             started = time.monotonic()
-            proc = start_dora_run(workdir, env={k: str(v) for k, v in env.items()})
+            proc = start_dora_run(workdir, env={k: f"{v:g}" for k, v in env.items()})
             out = finish(proc, args.timeout)
             f = figures(out, proc.returncode, workdir / "data" / "sim_demo")
             lossless += f.lossless

@@ -224,3 +224,59 @@ def test_duplicated_and_swapped_messages_are_never_committed_twice_or_out_of_ord
     assert frame_index == list(range(60))
     timing = [json.loads(line) for line in (workdir / ROOT / "meta/episodes_timing.jsonl").read_text().splitlines()]
     assert [row["episode_index"] for row in timing] == [0] and timing[0]["frames"] == 60
+
+
+def test_a_stalled_camera_ends_the_session_after_input_timeout(workdir):
+    prepare(workdir)
+    run = DoraRun(workdir, {**LONG, "INPUT_TIMEOUT_S": "2"})
+    run.wait_frames(30)
+    camera = node_pid(workdir, "camera.py", "CAMERA_NAME=wrist")
+    os.kill(camera, signal.SIGSTOP)  # alive but silent: a hung USB camera
+    try:
+        run.wait_for(r"\[recorder\] done:", timeout=60)
+    finally:
+        os.kill(camera, signal.SIGCONT)
+    code = run.finish()
+    errors = set(re.findall(r"\[recorder\] ✗ (.*)", run.out))
+    assert code != 0 and len(errors) == 1, run.out[-4000:]
+    assert re.match(r"required input camera_wrist sent nothing for 2\.\d s \(INPUT_TIMEOUT_S=2\)", min(errors))
+    recorded, handed, done = map(int, RECORDER_LINE.findall(run.out)[-1])
+    assert recorded >= 30 and recorded == handed == done
+    assert assert_valid(workdir / ROOT)["total_frames"] == recorded
+
+
+def test_a_hung_saver_stops_recording_after_saver_timeout(workdir):
+    prepare(workdir)
+    run = DoraRun(workdir, {**LONG, "SAVER_TIMEOUT_S": "3"})
+    run.wait_frames(30)
+    saver = node_pid(workdir, "saver.py")
+    os.kill(saver, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        run.wait_for(r"\[recorder\] done:", timeout=60)
+        took = time.monotonic() - started
+    finally:
+        os.kill(saver, signal.SIGCONT)
+    code = run.finish()
+    errors = set(re.findall(r"\[recorder\] ✗ (.*)", run.out))
+    assert code != 0 and took < 20 and len(errors) == 1, run.out[-4000:]
+    assert min(errors).startswith("the saver has sent nothing for 3 s (hung): recording stopped")
+    # The saver, woken up, finds the recorder gone mid-episode: its frames stay recoverable, and it says how.
+    assert re.search(r"\[saver\] ✗ the recorder's stream ended \(closed\) in the middle of episode 0 in progress "
+                     r"\(\d+ frames\).*recover_episodes.py data/sim_demo --include-partial", run.out), run.out[-4000:]
+
+
+def test_a_killed_recorder_leaves_the_episode_recoverable_and_the_saver_names_the_command(workdir):
+    prepare(workdir)
+    run = DoraRun(workdir, LONG)
+    run.wait_frames(30)
+    os.kill(node_pid(workdir, "recorder.py"), signal.SIGKILL)
+    code = run.finish()
+    partial = re.search(r"\[saver\] ✗ the recorder's stream ended \(closed\) in the middle of episode 0 in progress "
+                        r"\((\d+) frames\)", run.out)
+    assert code != 0 and partial, run.out[-4000:]
+    assert "python scripts/recover_episodes.py data/sim_demo --include-partial" in run.out
+    recovery = subprocess.run([sys.executable, str(REPO / "scripts" / "recover_episodes.py"), str(workdir / ROOT),
+                               "--include-partial"], capture_output=True, text=True, timeout=120)
+    assert recovery.returncode == 0, recovery.stdout + recovery.stderr
+    assert assert_valid(workdir / ROOT)["total_frames"] == int(partial.group(1))
