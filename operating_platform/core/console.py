@@ -40,7 +40,7 @@ class ConsoleState:
         r, s = self.recorder, self.saver
         phase = r.get("phase", "starting")
         if phase == "done":
-            episode = f"{r.get('episodes_recorded', 0)} episodes recorded"
+            episode = f"{r.get('episodes_saved', 0)} episodes recorded"
         else:
             episode = f"episode {r.get('episode', 0) + 1}/{r.get('num_episodes', '?')}"
         frames = f"frame {r.get('frame', 0)}/{r.get('episode_frames', '?')}" if phase == "recording" else phase
@@ -92,17 +92,13 @@ class Console:
             self.node.send_output("key", encode_key("e"))
 
     def run(self) -> ConsoleState:
-        while not self.state.finished:
+        while not self.state.finished and not self._saver_gone():
             event = self.node.next(timeout=0.05)
             if event is None:  # the dataflow has ended
                 break
             if event["type"] == "INPUT":
                 self._on_status(event["id"], event["value"])
             now = time.monotonic()
-            if self.state.recorder.get("phase") == "done" and self._recorder_done_at is None:
-                self._recorder_done_at = now
-            if self._recorder_done_at is not None and now - self._recorder_done_at > SAVER_GONE_S:
-                break  # the recorder ended without the saver's end: the saver is gone
             if self.state.recorder.get("phase") == "recording" and hasattr(self.keys, "start"):
                 self.keys.start(now)
             for key in self.keys.poll(now):
@@ -113,6 +109,14 @@ class Console:
             self._show_progress(now)
         self._finish_line()
         return self.state
+
+    def _saver_gone(self) -> bool:
+        """The recorder ended but the saver never reported its end: stop waiting for it after SAVER_GONE_S."""
+        if self.state.recorder.get("phase") != "done":
+            return False
+        now = time.monotonic()
+        self._recorder_done_at = self._recorder_done_at or now
+        return now - self._recorder_done_at > SAVER_GONE_S
 
     def _on_status(self, input_id: str, value) -> None:
         try:
