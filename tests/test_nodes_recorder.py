@@ -333,7 +333,21 @@ def test_inputs_that_never_arrive_end_the_session_after_start_timeout():
     rig = Rig(start_timeout_s=1)
     for _ in range(11):
         rig.step(feed=False)
-    assert rig.rec.done and "leader, follower, camera_top, camera_wrist sent nothing within 1 s" in rig.rec.errors[0]
+    assert rig.rec.done and "leader, follower, camera_top, camera_wrist sent nothing fresh within 1 s" in rig.rec.errors[0]
+
+
+def test_recording_waits_for_fresh_inputs_and_a_device_slow_to_start_is_not_dead():
+    rig = Rig(input_timeout_s=1, max_staleness_s=0.15)
+    rig.feed_inputs()
+    rig.now += 200 * MS
+    for _ in range(20):  # 2 s: every input spoke once, then the cameras went quiet (still starting up)
+        rig.now += 100 * MS
+        rig.send("follower", *encode_joint(np.zeros(6), SO101_JOINT_NAMES, rig._seq("f"), rig.now))
+        rig.send("leader", *encode_joint(np.zeros(6), SO101_JOINT_NAMES, rig._seq("l"), rig.now))
+        rig.send("tick", pa.array([0]), {})
+    assert rig.rec.phase == Phase.WAITING_FOR_INPUTS and rig.kinds() == [] and not rig.rec.errors
+    rig.step()
+    assert rig.rec.phase == Phase.RECORDING and not rig.rec.errors
 
 
 def test_dora_stop_ends_the_recorder_without_sending_anything():

@@ -250,7 +250,7 @@ class Recorder:
     def on_tick(self, now: int) -> None:
         self._pump()
         self._check_liveness(now)
-        if self.phase == Phase.WAITING_FOR_INPUTS and self._saver_seen_ns and all(k in self.latest for k in self.required_inputs):
+        if self.phase == Phase.WAITING_FOR_INPUTS and self._saver_seen_ns and not self._not_ready(now):
             self._begin_episode(now)
         elif self.phase == Phase.RESETTING and now >= self.reset_deadline_ns:
             self._begin_episode(now)
@@ -339,9 +339,9 @@ class Recorder:
         if self.phase == Phase.FINISHING:
             return
         if self.phase == Phase.WAITING_FOR_INPUTS:
-            missing = [k for k in self.required_inputs if k not in self.latest]
+            missing = self._not_ready(now)
             if missing and now - self._started_ns > self.config.start_timeout_s * 1e9:
-                self._end_session(f"required inputs {', '.join(missing)} sent nothing within "
+                self._end_session(f"required inputs {', '.join(missing)} sent nothing fresh within "
                                   f"{self.config.start_timeout_s:g} s of start")
             return
         silent = {k: (now - t) / 1e9 for k, t in self.arrived_ns.items() if now - t > self.config.input_timeout_s * 1e9}
@@ -349,6 +349,11 @@ class Recorder:
             name = max(silent, key=silent.get)
             self._end_session(f"required input {name} sent nothing for {silent[name]:.1f} s "
                               f"(INPUT_TIMEOUT_S={self.config.input_timeout_s:g})")
+
+    def _not_ready(self, now: int) -> list[str]:
+        """Required inputs without a message younger than max_staleness_s: recording waits for them."""
+        limit = self.config.max_staleness_s * 1e9
+        return [k for k in self.required_inputs if k not in self.latest or now - self.latest[k].stamp_ns > limit]
 
     def _end_session(self, reason: str) -> None:
         """A device is gone: keep what was recorded, finish, and report the reason."""
