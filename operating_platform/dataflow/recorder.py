@@ -270,7 +270,7 @@ class Recorder:
         if key not in KEYS:
             self.problems.report("key", f"unknown key {key!r} (keys: {', '.join(KEYS)})")
             return
-        logger.info("[recorder] key %r (%s) in phase %s", key, KEYS[key], self.phase)
+        self._say(f"[recorder] key {key!r} ({KEYS[key]}) in phase {self.phase}")
         if key == "e":
             self.stop(now)
         elif self.phase == Phase.RECORDING and key in ("n", "r"):
