@@ -19,8 +19,8 @@ def main() -> None:
     say = functools.partial(print, flush=True)
     # dora sends SIGTERM before its SIGKILL at the end of the stop grace period: keep committing
     # until then, and say how to commit what a kill leaves in the spool.
-    signal.signal(signal.SIGTERM, lambda *_: say(f"[saver] SIGTERM: still committing; if killed, commit what is "
-                                                 f"left with: {recover_command(config.dataset_root)}"))
+    notice = f"[saver] SIGTERM: still committing; if killed, commit the rest with: {recover_command(config.dataset_root)}\n"
+    signal.signal(signal.SIGTERM, lambda *_: os.write(2, notice.encode()))  # no print(): it may interrupt one
     node = Node()
     saver = Saver(config.open_dataset, emitter(node), say=say,
                   drain_timeout_s=config.async_save_timeout_s * config.async_save_queue_size)
