@@ -84,16 +84,18 @@ def wait_spooled(workdir: Path, n: int, output=lambda: "", timeout: float = 120)
 
 
 def node_pid(workdir: Path, script: str, env_entry: str | None = None) -> int:
-    """The pid of the node running nodes/`script` for this workdir (optionally with env `env_entry`)."""
+    """The pid of the node running nodes/`script` for this workdir (named in its command line or
+    environment), optionally with env `env_entry`."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             environ = Path(f"/proc/{pid}/environ").read_bytes()
         except OSError:
             continue
-        if f"{workdir}/nodes/{script}".encode() in cmdline and (env_entry is None or env_entry.encode() in environ.split(b"\0")):
+        ours = str(workdir).encode() in cmdline + environ
+        if ours and f"nodes/{script}".encode() in cmdline and (env_entry is None or env_entry.encode() in environ.split(b"\0")):
             return int(pid)
-    raise AssertionError(f"no process runs {script} in {workdir}")
+    raise AssertionError(f"no process runs {script} for {workdir}")
 
 
 def committed(out: str) -> tuple[int, int]:
@@ -124,7 +126,8 @@ def test_a_signal_to_dora_run_mid_episode_saves_the_episode_in_progress(workdir,
         run.proc.send_signal(sig)
         code = run.finish()
     received, done = committed(run.out)
-    assert code == 0 and received > 0 and received == done, run.out[-4000:]
+    recorded = int(RECORDER_LINE.findall(run.out)[-1][0])
+    assert code == 0 and received > 0 and recorded == received == done, run.out[-4000:]
     assert "[saver] stop: saving episode 0 in progress" in run.out
     info = assert_valid(workdir / ROOT)
     assert info["total_episodes"] == 1 and info["total_frames"] == done
@@ -280,3 +283,25 @@ def test_a_killed_recorder_leaves_the_episode_recoverable_and_the_saver_names_th
                                "--include-partial"], capture_output=True, text=True, timeout=120)
     assert recovery.returncode == 0, recovery.stdout + recovery.stderr
     assert assert_valid(workdir / ROOT)["total_frames"] == int(partial.group(1))
+
+
+def test_the_console_exits_non_zero_naming_the_loss_when_the_saver_dies(workdir):
+    cmd = [sys.executable, str(REPO / "operating_platform" / "core" / "main.py"), f"--record.root={workdir / 'ds'}",
+           "--record.episode_time_s=60", "--record.num_episodes=1"]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "TMPDIR": str(workdir)})
+    try:
+        deadline = time.monotonic() + 120
+        while not list((workdir / "ds").glob(".spool/*/vectors.bin")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        os.kill(node_pid(workdir, "saver.py"), signal.SIGKILL)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1, out
+    assert "✗ the saver never reported its end" in out and "✗ recorder: the saver exited" in out
+    recorded, handed = map(int, re.search(r"frames recorded (\d+), handed over (\d+), committed 0", out).groups())
+    assert recorded >= handed > 0

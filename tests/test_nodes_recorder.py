@@ -296,6 +296,7 @@ def test_a_dead_saver_stops_recording_at_once_with_one_error():
     sent = len(rig.out)
     rig.rec.on_closed("saver_status")
     assert rig.rec.done and len(rig.rec.errors) == 1 and "the saver exited" in rig.rec.errors[0]
+    assert "3 frames recorded, 3 taken by the saver, 0 committed" in rig.rec.errors[0]
     rig.step()
     assert [o for o, _, _ in rig.out[sent:]] == ["status"], "nothing more is sent to a saver that is gone"
 
@@ -357,6 +358,7 @@ def test_dora_stop_ends_the_recorder_without_sending_anything():
     sent = len(rig.episode_stream())
     rig.rec.on_dora_stop()
     assert rig.rec.done and rig.rec.errors == [] and len(rig.episode_stream()) == sent
+    assert rig.rec.frames_kept == 3, "the episode in progress counts as recorded: the saver saves it on STOP"
 
 
 # ---------------------------------------------------------------- frame size, timing, stream contract
@@ -409,3 +411,16 @@ def test_duplicated_or_late_input_messages_are_rejected_as_out_of_order():
     rig.send("leader", *encode_joint(np.full(6, 9.0), SO101_JOINT_NAMES, rig.seqs["l"] - 1, rig.now))  # a late one
     assert rig.rec.problems.counts["out of order"] == 2
     assert np.all(rig.rec.latest["leader"].positions == 2.0), "the newest message stays the sampled one"
+
+
+def test_the_bytes_in_flight_are_bounded_too():
+    rig = Rig(auto_ack=False, episode_time_s=100, saver_window=100, saver_window_mb=1)
+    for _ in range(3):
+        rig.step()
+    frame_bytes = rig.rec.layout.nbytes
+    rig.rec.config.saver_window_mb = 0  # only one message may be in flight now
+    for _ in range(3):
+        rig.step()
+    assert rig.rec.in_flight_bytes <= 4 * frame_bytes and len(rig.rec.outbox) == 3
+    rig.ack()
+    assert len(rig.rec.outbox) == 2 and len(rig.rec.in_flight) == 1, "acks release credit one message at a time"

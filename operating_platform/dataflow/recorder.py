@@ -9,9 +9,11 @@ With `wait_for_save` (synchronous saving) the recorder instead pauses after `end
 until the saver reports the episode committed.
 
 Nothing lost (DESIGN.md): the saver acknowledges what it took (`handled_seq` on
-its status). At most `saver_window` messages are in flight (dora's backpressure
-queue is bounded and drops past its cap); the rest wait in a bounded outbox, and
-when that is full sampling pauses with a warning. The recorder never exits before
+its status). At most `saver_window` messages (and `saver_window_mb`) are in
+flight (dora's backpressure queue drops past its cap, max(10 x queue_size, 100));
+the rest wait in a bounded outbox, and when that is full sampling pauses with a
+warning. What is in flight at dora's STOP reaches the saver; what waits in the
+outbox cannot, and is named. The recorder never exits before
 the saver acknowledged `finish` (a node's unsent outputs are dropped when it
 exits), then compares frames recorded with the saver's committed count. A saver
 that dies or goes silent, or a camera/arm that closes or goes silent, ends the
@@ -74,7 +76,8 @@ class RecorderConfig:
     start_timeout_s: float = 60.0  # every input and the saver must have spoken by then
     saver_timeout_s: float = 20.0  # a saver silent this long is hung (recording stops)
     save_timeout_s: float = 300.0  # ... while it commits (sync save) or drains at finish
-    saver_window: int = 32  # messages in flight to the saver; below its backpressure queue_size
+    saver_window: int = 60  # messages in flight to the saver; at most its backpressure queue_size
+    saver_window_mb: int = 512  # ... and at most this many MiB of them (dora's shared memory)
     outbox_mb: int = 256  # frames waiting for the saver's credits; when full, sampling pauses
     timing_policy: str = "warn"  # episode sampled slower than real time: warn | discard | stop
 
@@ -92,7 +95,8 @@ class RecorderConfig:
             problems.append(f"cameras {self.cameras} has duplicates")
         if self.timing_policy not in TIMING_POLICIES:
             problems.append(f"timing_policy={self.timing_policy!r} must be one of {', '.join(TIMING_POLICIES)}")
-        for name in ("input_timeout_s", "start_timeout_s", "saver_timeout_s", "save_timeout_s", "saver_window", "outbox_mb"):
+        for name in ("input_timeout_s", "start_timeout_s", "saver_timeout_s", "save_timeout_s", "saver_window", "saver_window_mb",
+                     "outbox_mb"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}={getattr(self, name)} must be > 0")
         if problems:
@@ -121,6 +125,7 @@ class RecorderConfig:
             saver_timeout_s=get("SAVER_TIMEOUT_S", float, cls.saver_timeout_s),
             save_timeout_s=get("ASYNC_SAVE_TIMEOUT_S", float, cls.save_timeout_s),
             saver_window=get("SAVER_WINDOW", int, cls.saver_window),
+            saver_window_mb=get("SAVER_WINDOW_MB", int, cls.saver_window_mb),
             outbox_mb=get("RECORDER_OUTBOX_MB", int, cls.outbox_mb),
             timing_policy=get("TIMING_POLICY", str, cls.timing_policy),
         )
@@ -190,6 +195,8 @@ class Recorder:
         self.acked_seq = 0  # the saver has handled the episode stream up to here
         self.outbox: deque[tuple[int, object, dict, int]] = deque()  # (seq, value, metadata, bytes) not yet sent
         self.outbox_bytes = 0
+        self.in_flight: deque[tuple[int, int]] = deque()  # (seq, bytes) sent, not yet acknowledged
+        self.in_flight_bytes = 0
         self._started_ns = clock_ns()
         self._saver_seen_ns = 0
         self._last_sample_ns = 0
@@ -282,6 +289,8 @@ class Recorder:
         self._saver_seen_ns = now
         self.saver = status
         self.acked_seq = max(self.acked_seq, status.get("handled_seq", 0))
+        while self.in_flight and self.in_flight[0][0] <= self.acked_seq:
+            self.in_flight_bytes -= self.in_flight.popleft()[1]
         self._pump()
         if self.done:
             return
@@ -319,6 +328,7 @@ class Recorder:
         logger.warning("[recorder] stopped by dora in phase %s: episode %d's %d frames are saved by the saver on "
                        "its STOP; frames sent %d, acknowledged up to message %d of %d", self.phase, self.episode,
                        self.frame_index, self.frames_sent, self.acked_seq, self.seq)
+        self._keep_in_progress()
         self.phase = Phase.DONE
         self._log_summary()
 
@@ -362,16 +372,25 @@ class Recorder:
 
     def _saver_lost(self, reason: str) -> None:
         """Nothing can reach a dataset any more: stop at once (no more 'saved' episodes nobody keeps)."""
+        self._keep_in_progress()
         received = self.saver.get("frames_received", 0)
         root = self.saver.get("root") or "the dataset"
-        self._error(f"{reason}: recording stopped; {self.frames_kept + self.frame_index} frames recorded, "
+        self._error(f"{reason}: recording stopped; {self.frames_kept} frames recorded, "
                     f"{received} taken by the saver, {self.saver.get('frames_committed', 0)} committed; what it took "
                     f"stays in its spool: python scripts/recover_episodes.py {root} --include-partial")
         self.outbox.clear()
         self.outbox_bytes = 0
+        self.in_flight.clear()
+        self.in_flight_bytes = 0
         self.phase = Phase.DONE
         self._log_summary()
         self._publish_status(self._clock_ns())
+
+    def _keep_in_progress(self) -> None:
+        """The session ends without `end`: the episode in progress still counts as recorded."""
+        if self.phase == Phase.RECORDING:
+            self.frames_kept += self.frame_index
+            self.frame_index = 0
 
     def _error(self, text: str) -> None:
         self.errors.append(text)
@@ -518,10 +537,16 @@ class Recorder:
         self.outbox_bytes += nbytes
         self._pump()
 
+    def _has_credit(self, seq: int, nbytes: int) -> bool:
+        within_bytes = not self.in_flight or self.in_flight_bytes + nbytes <= self.config.saver_window_mb * 2**20
+        return seq - self.acked_seq <= self.config.saver_window and within_bytes
+
     def _pump(self) -> None:
-        while self.outbox and self.outbox[0][0] - self.acked_seq <= self.config.saver_window and not self.done:
+        while self.outbox and not self.done and self._has_credit(self.outbox[0][0], self.outbox[0][3]):
             seq, value, metadata, nbytes = self.outbox.popleft()
             self.outbox_bytes -= nbytes
+            self.in_flight.append((seq, nbytes))
+            self.in_flight_bytes += nbytes
             started = time.perf_counter()
             try:
                 self._emit("episode", value, metadata)

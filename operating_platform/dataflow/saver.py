@@ -18,7 +18,6 @@ command that commits them. Whatever recorded frame is not committed is an error.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from .problems import ProblemLog
 from .settings import env_bool, setting
 from .timing import EpisodeTiming, append_timing
 
-logger = logging.getLogger(__name__)
 Emit = Callable[[str, object, dict], None]
 STATUS_INTERVAL_NS = 250_000_000
 ACK_EVERY = 4  # frames handled between two acknowledgements (status) to the recorder
