@@ -351,14 +351,20 @@ def test_recording_waits_for_fresh_inputs_and_a_device_slow_to_start_is_not_dead
     assert rig.rec.phase == Phase.RECORDING and not rig.rec.errors
 
 
-def test_dora_stop_ends_the_recorder_without_sending_anything():
-    rig = Rig(episode_time_s=100)
-    for _ in range(3):
+def test_dora_stop_hands_what_the_saver_has_not_acknowledged_over_on_disk(tmp_path):
+    from operating_platform.dataflow.stop_note import take_stop_note
+
+    rig = Rig(episode_time_s=100, auto_ack=False, saver_window=3)
+    for _ in range(5):
         rig.step()
+    rig.saver_status(2, root=str(tmp_path))  # begin and frame 0 taken; frames 1-2 in flight, 3-4 in the outbox
     sent = len(rig.episode_stream())
     rig.rec.on_dora_stop()
-    assert rig.rec.done and rig.rec.errors == [] and len(rig.episode_stream()) == sent
-    assert rig.rec.frames_kept == 3, "the episode in progress counts as recorded: the saver saves it on STOP"
+    assert rig.rec.done and rig.rec.errors == [] and len(rig.episode_stream()) == sent, "nothing sent after STOP"
+    assert rig.rec.frames_kept == 5, "the episode in progress counts as recorded: the saver saves it on STOP"
+    note = take_stop_note(tmp_path, timeout_s=1)
+    assert [m["seq"] for _, m in note] == [3, 4, 5, 6] and [m["frame_index"] for _, m in note] == [1, 2, 3, 4]
+    assert decode_episode(*note[0]).images["top"].shape == (4, 6, 3)
 
 
 # ---------------------------------------------------------------- frame size, timing, stream contract

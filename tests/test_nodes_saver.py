@@ -15,6 +15,7 @@ from operating_platform.dataflow.messages import (
     encode_episode_frame,
 )
 from operating_platform.dataflow.saver import Saver, SaverConfig
+from operating_platform.dataflow.stop_note import write_stop_note
 from operating_platform.hardware.base import SO101_JOINT_NAMES
 
 LAYOUT = EpisodeLayout(list(SO101_JOINT_NAMES), {"top": (64, 96)})
@@ -189,10 +190,40 @@ def test_stop_mid_episode_saves_the_episode_in_progress(tmp_path):
     s.episode(0, 3)
     s.control("begin", 1)
     s.frames(1, 4)
+    write_stop_note(tmp_path / "ds", [])  # the recorder: nothing unacknowledged
     s.saver.finish("stop")
     info = json.loads((tmp_path / "ds/meta/info.json").read_text())
     assert info["total_episodes"] == 2 and info["total_frames"] == 7 and s.saver.errors == []
-    assert s.saver.should_exit
+    assert s.saver.should_exit and not (tmp_path / "ds/.spool").exists()
+
+
+def test_at_stop_the_frames_dora_dropped_come_from_the_recorders_note(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.control("begin", 0)
+    sent = []
+    s.saver.on_episode = lambda v, m: sent.append((v, m))
+    s.frames(0, 6)
+    del s.saver.on_episode
+    for value, metadata in sent[:4]:  # frames 4 and 5 were dropped by dora at STOP
+        s.saver.on_episode(value, metadata)
+    write_stop_note(tmp_path / "ds", sent[2:])  # the recorder had acknowledgements up to frame 1
+    s.saver.finish("stop")
+    info = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    assert info["total_frames"] == 6 and s.saver.errors == [] and s.saver.status()["frames_from_stop_note"] == 2
+    assert any("2 frames dora dropped at STOP taken from the recorder's note" in line for line in s.said)
+    table = pq.read_table(tmp_path / "ds/data/chunk-000/episode_000000.parquet")
+    assert [row[0] for row in table.column("observation.state").to_pylist()] == [0, 1, 2, 3, 4, 5]
+
+
+def test_at_stop_without_the_recorders_note_the_outcome_is_unconfirmed(tmp_path, monkeypatch):
+    monkeypatch.setattr("operating_platform.dataflow.saver.STOP_NOTE_WAIT_S", 0.2)
+    s = Stream(tmp_path / "ds")
+    s.control("begin", 0)
+    s.frames(0, 2)
+    s.saver.finish("stop")
+    assert json.loads((tmp_path / "ds/meta/info.json").read_text())["total_frames"] == 2
+    assert s.saver.errors == ["the recorder left no note of its unacknowledged messages within 0.2 s of STOP: "
+                              "whether every recorded frame arrived cannot be confirmed"]
 
 
 def test_the_recorder_vanishing_mid_episode_is_an_error_naming_the_partial_and_its_recovery(tmp_path):

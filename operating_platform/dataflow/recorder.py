@@ -51,6 +51,7 @@ from .messages import (
 )
 from .problems import ProblemLog
 from .settings import env_bool, setting
+from .stop_note import write_stop_note
 from .timing import TIMING_POLICIES, EpisodeClock
 
 logger = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ class Recorder:
         self.acked_seq = 0  # the saver has handled the episode stream up to here
         self.outbox: deque[tuple[int, object, dict, int]] = deque()  # (seq, value, metadata, bytes) not yet sent
         self.outbox_bytes = 0
-        self.in_flight: deque[tuple[int, int]] = deque()  # (seq, bytes) sent, not yet acknowledged
+        self.in_flight: deque[tuple[int, int, object, dict]] = deque()  # (seq, bytes, value, metadata) not acknowledged
         self.in_flight_bytes = 0
         self._started_ns = clock_ns()
         self._saver_seen_ns = 0
@@ -322,6 +323,10 @@ class Recorder:
         if self.done:
             return
         unsent = sum(1 for _, _, m, _ in self.outbox if m.get("kind") == "frame")
+        if self.saver.get("root"):  # dora drops what is in flight when the saver's stream ends: hand it over on disk
+            pending = [(v, m) for _, _, v, m in self.in_flight] + [(v, m) for _, v, m, _ in self.outbox]
+            write_stop_note(self.saver["root"], pending)
+            unsent = 0  # the saver takes them from the note
         if unsent:
             self._error(f"dora stopped the dataflow while {unsent} recorded frames waited for the saver's credits; "
                         "they are not handed over")
@@ -545,7 +550,7 @@ class Recorder:
         while self.outbox and not self.done and self._has_credit(self.outbox[0][0], self.outbox[0][3]):
             seq, value, metadata, nbytes = self.outbox.popleft()
             self.outbox_bytes -= nbytes
-            self.in_flight.append((seq, nbytes))
+            self.in_flight.append((seq, nbytes, value, metadata))
             self.in_flight_bytes += nbytes
             started = time.perf_counter()
             try:

@@ -30,6 +30,7 @@ from operating_platform.dataset import format as fmt
 from .messages import EpisodeLayout, EpisodeMsg, InOrder, MessageError, decode_episode, encode_status
 from .problems import ProblemLog
 from .settings import env_bool, setting
+from .stop_note import clear_stop_note, take_stop_note
 from .timing import EpisodeTiming, append_timing
 
 Emit = Callable[[str, object, dict], None]
@@ -38,6 +39,7 @@ ACK_EVERY = 4  # frames handled between two acknowledgements (status) to the rec
 REORDER_WINDOW = 16  # messages held back waiting for one that is missing before them
 LINGER_NS = 10_000_000_000  # after `finish`, wait this long for the recorder to take the ack and exit
 DRAIN_POLL_S = 0.5  # while draining, the status (pending saves, liveness) is published this often
+STOP_NOTE_WAIT_S = 3.0  # after STOP, how long the saver waits for the recorder's note (dora kills at 15 s)
 
 
 def recover_command(root: Path | str) -> str:
@@ -117,6 +119,7 @@ class Saver:
         self.frames_discarded = 0  # frames of re-recorded (or abandoned) episodes: not meant to be committed
         self.frames_partial = 0  # frames left in the spool of an episode the recorder never ended
         self.frames_failed = 0  # frames of episodes whose synchronous save failed (they stay in the spool)
+        self.frames_from_stop_note = 0  # frames dora dropped at STOP, taken from the recorder's note instead
         self.episodes_queued = 0
         self.episodes_discarded = 0
         self.episodes_at_open = 0
@@ -211,6 +214,7 @@ class Saver:
                 self._say(f"[saver] ✗ {self.fatal}")
                 return
             self.layout = msg.layout
+            clear_stop_note(self.ds.root)  # a note left by an earlier session says nothing about this one
             self.frames_at_open = self.ds.num_frames
             self.episodes_at_open = self.ds.num_episodes
             self._say(f"[saver] recording into {self.ds.root} ({self.ds.num_episodes} episodes already there)")
@@ -287,6 +291,8 @@ class Saver:
             return
         self.draining = True
         self.finish_reason = reason
+        if reason == "stop":
+            self._take_stop_note()
         self._handle_all(self.stream.give_up())  # what waited for a lost message is handled now
         self._settle_open_episode(reason)
         self._drain()
@@ -317,6 +323,24 @@ class Saver:
         self.frames_partial += buffer.num_frames
         self.errors.append(f"the recorder's stream ended ({reason}) in the middle of {what}: its frames stay in "
                            f"{buffer.path}; commit them with: {recover_command(self.ds.root)}")
+
+    def _take_stop_note(self) -> None:
+        """Messages the recorder sent before its STOP that dora dropped come from its note on disk."""
+        if self.ds is None:
+            return
+        messages = take_stop_note(self.ds.root, STOP_NOTE_WAIT_S)
+        if messages is None:
+            self.errors.append(f"the recorder left no note of its unacknowledged messages within {STOP_NOTE_WAIT_S:g} s "
+                               "of STOP: whether every recorded frame arrived cannot be confirmed")
+            return
+        before = self.frames_received
+        for value, metadata in sorted(messages, key=lambda m: m[1]["seq"]):
+            if metadata["seq"] > self.handled_seq and metadata.get("kind") != "finish":
+                self.on_episode(value, metadata)
+        self.frames_from_stop_note = self.frames_received - before
+        if self.frames_from_stop_note:
+            self._say(f"[saver] stop: {self.frames_from_stop_note} frames dora dropped at STOP taken from the "
+                      "recorder's note")
 
     def _drain(self) -> None:
         if self.ds is None:
@@ -374,6 +398,7 @@ class Saver:
             "frames_discarded": self.frames_discarded,
             "frames_partial": self.frames_partial,
             "frames_failed": self.frames_failed,
+            "frames_from_stop_note": self.frames_from_stop_note,
             "episodes_committed": (self.ds.num_episodes - self.episodes_at_open) if self.ds is not None else 0,
             "episodes_discarded": self.episodes_discarded,
             "sequence_gaps": self.stream.gaps,
