@@ -62,6 +62,11 @@ class DoraRun:
     def wait_frames(self, n: int) -> None:
         wait_spooled(self.workdir, n, lambda: self.out)
 
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
     def finish(self, timeout: float = 120) -> int:
         try:
             self.proc.wait(timeout=timeout)
@@ -70,6 +75,20 @@ class DoraRun:
             self.proc.wait()
         self._reader.join(timeout=10)
         return self.proc.returncode
+
+
+@pytest.fixture
+def start(workdir):
+    """start(env, dataflow=...) -> a DoraRun in workdir, killed at the end of the test whatever happened."""
+    runs = []
+
+    def _start(env: dict[str, str], dataflow: str = "dataflow.yml") -> DoraRun:
+        runs.append(DoraRun(workdir, env, dataflow))
+        return runs[-1]
+
+    yield _start
+    for run in runs:
+        run.kill()
 
 
 def wait_spooled(workdir: Path, n: int, output=lambda: "", timeout: float = 120) -> None:
@@ -118,10 +137,10 @@ def test_clean_runs_under_load_commit_every_recorded_frame(workdir):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_to_dora_run_mid_episode_saves_the_episode_in_progress(workdir, sig):
+def test_a_signal_to_dora_run_mid_episode_saves_the_episode_in_progress(workdir, sig, start):
     prepare(workdir)
     with busy_loops(2, marker=str(workdir)):
-        run = DoraRun(workdir, LONG)
+        run = start(LONG)
         run.wait_frames(60)
         run.proc.send_signal(sig)
         code = run.finish()
@@ -148,10 +167,10 @@ def test_dora_stop_mid_episode_saves_the_episode_in_progress(workdir):
     assert not list((workdir / ROOT).glob(".spool/*")), "nothing left uncommitted"
 
 
-def test_a_killed_saver_stops_the_session_at_once_with_one_error(workdir):
+def test_a_killed_saver_stops_the_session_at_once_with_one_error(workdir, start):
     prepare(workdir)
     with busy_loops(2, marker=str(workdir)):
-        run = DoraRun(workdir, {"NUM_EPISODES": "3", "EPISODE_TIME_S": "2", "RESET_TIME_S": "0"})
+        run = start({"NUM_EPISODES": "3", "EPISODE_TIME_S": "2", "RESET_TIME_S": "0"})
         run.wait_for(r"Queued episode 0")
         os.kill(node_pid(workdir, "saver.py"), signal.SIGKILL)
         killed = time.monotonic()
@@ -171,10 +190,10 @@ def test_a_killed_saver_stops_the_session_at_once_with_one_error(workdir):
     assert taken <= info["total_frames"] <= recorded, "what the saver took is recovered, nothing more"
 
 
-def test_a_killed_camera_ends_the_session_and_the_frames_recorded_are_saved(workdir):
+def test_a_killed_camera_ends_the_session_and_the_frames_recorded_are_saved(workdir, start):
     prepare(workdir)
     with busy_loops(2, marker=str(workdir)):
-        run = DoraRun(workdir, LONG)
+        run = start(LONG)
         run.wait_frames(60)
         os.kill(node_pid(workdir, "camera.py", "CAMERA_NAME=top"), signal.SIGKILL)
         killed = time.monotonic()
@@ -189,9 +208,9 @@ def test_a_killed_camera_ends_the_session_and_the_frames_recorded_are_saved(work
     assert info["total_frames"] == recorded
 
 
-def test_a_camera_too_large_for_dora_is_refused_before_recording(workdir):
+def test_a_camera_too_large_for_dora_is_refused_before_recording(workdir, start):
     prepare(workdir)
-    run = DoraRun(workdir, {**LONG, "CAMERA_WIDTH": "4096", "CAMERA_HEIGHT": "3072"})
+    run = start({**LONG, "CAMERA_WIDTH": "4096", "CAMERA_HEIGHT": "3072"})
     code = run.finish(timeout=180)
     assert code != 0, run.out[-4000:]
     line = run.wait_for(r"\[recorder\] ✗ (cannot record .*)").group(1)
@@ -201,7 +220,7 @@ def test_a_camera_too_large_for_dora_is_refused_before_recording(workdir):
     assert not (workdir / ROOT / "meta" / "info.json").exists()
 
 
-def test_duplicated_and_swapped_messages_are_never_committed_twice_or_out_of_order(workdir):
+def test_duplicated_and_swapped_messages_are_never_committed_twice_or_out_of_order(workdir, start):
     dataflow = prepare(workdir)
     graph = yaml.safe_load(dataflow.read_text())
     saver = next(n for n in graph["nodes"] if n["id"] == "saver")
@@ -212,7 +231,7 @@ def test_duplicated_and_swapped_messages_are_never_committed_twice_or_out_of_ord
                            "inputs": {"episode": episode_input}, "outputs": ["episode", "noise"]})
     (workdir / "injected.yml").write_text(yaml.safe_dump(graph, sort_keys=False))
     with busy_loops(2, marker=str(workdir)):
-        run = DoraRun(workdir, {"NUM_EPISODES": "1", "EPISODE_TIME_S": "2"}, dataflow="injected.yml")
+        run = start({"NUM_EPISODES": "1", "EPISODE_TIME_S": "2"}, dataflow="injected.yml")
         code = run.finish(timeout=180)
     assert code == 0, run.out[-4000:]
     summary = re.search(r"duplicates 1, reordered 1, rejected (\{.*\})", run.out)
@@ -229,9 +248,9 @@ def test_duplicated_and_swapped_messages_are_never_committed_twice_or_out_of_ord
     assert [row["episode_index"] for row in timing] == [0] and timing[0]["frames"] == 60
 
 
-def test_a_stalled_camera_ends_the_session_after_input_timeout(workdir):
+def test_a_stalled_camera_ends_the_session_after_input_timeout(workdir, start):
     prepare(workdir)
-    run = DoraRun(workdir, {**LONG, "INPUT_TIMEOUT_S": "2"})
+    run = start({**LONG, "INPUT_TIMEOUT_S": "2"})
     run.wait_frames(30)
     camera = node_pid(workdir, "camera.py", "CAMERA_NAME=wrist")
     os.kill(camera, signal.SIGSTOP)  # alive but silent: a hung USB camera
@@ -248,9 +267,9 @@ def test_a_stalled_camera_ends_the_session_after_input_timeout(workdir):
     assert assert_valid(workdir / ROOT)["total_frames"] == recorded
 
 
-def test_a_hung_saver_stops_recording_after_saver_timeout(workdir):
+def test_a_hung_saver_stops_recording_after_saver_timeout(workdir, start):
     prepare(workdir)
-    run = DoraRun(workdir, {**LONG, "SAVER_TIMEOUT_S": "3"})
+    run = start({**LONG, "SAVER_TIMEOUT_S": "3"})
     run.wait_frames(30)
     saver = node_pid(workdir, "saver.py")
     os.kill(saver, signal.SIGSTOP)
@@ -269,9 +288,9 @@ def test_a_hung_saver_stops_recording_after_saver_timeout(workdir):
                      r"\(\d+ frames\).*recover_episodes.py data/sim_demo --include-partial", run.out), run.out[-4000:]
 
 
-def test_a_killed_recorder_leaves_the_episode_recoverable_and_the_saver_names_the_command(workdir):
+def test_a_killed_recorder_leaves_the_episode_recoverable_and_the_saver_names_the_command(workdir, start):
     prepare(workdir)
-    run = DoraRun(workdir, LONG)
+    run = start(LONG)
     run.wait_frames(30)
     os.kill(node_pid(workdir, "recorder.py"), signal.SIGKILL)
     code = run.finish()
