@@ -258,6 +258,9 @@ class Recorder:
     def on_tick(self, now: int) -> None:
         self._pump()
         self._check_liveness(now)
+        cameras_seen = all(CAMERA_INPUT_PREFIX + c in self.latest for c in self.config.cameras)
+        if self.phase == Phase.WAITING_FOR_INPUTS and self.layout is None and cameras_seen and not self._fix_layout():
+            return  # refused before recording: a camera too large for dora
         if self.phase == Phase.WAITING_FOR_INPUTS and self._saver_seen_ns and not self._not_ready(now):
             self._begin_episode(now)
         elif self.phase == Phase.RESETTING and now >= self.reset_deadline_ns:
@@ -403,17 +406,22 @@ class Recorder:
 
     # ------------------------------------------------------------------ episode life
 
+    def _fix_layout(self) -> bool:
+        """The frame layout, from the first image of every camera; False (refused) when dora cannot carry it."""
+        cameras = {c: self.latest[CAMERA_INPUT_PREFIX + c].frame.shape[:2] for c in self.config.cameras}
+        layout = EpisodeLayout(list(self.config.joint_names), cameras)
+        if layout.nbytes + METADATA_ALLOWANCE > DORA_MESSAGE_LIMIT:
+            sizes = ", ".join(f"camera {c} {w}x{h}" for c, (h, w) in cameras.items())
+            self._error(f"cannot record {sizes}: one frame is {layout.nbytes} bytes, over dora's "
+                        f"{DORA_MESSAGE_LIMIT}-byte message limit; lower the resolution or record fewer cameras")
+            self._finish()
+            return False
+        self.layout = layout
+        return True
+
     def _begin_episode(self, now: int) -> None:
-        if self.layout is None:
-            cameras = {c: self.latest[CAMERA_INPUT_PREFIX + c].frame.shape[:2] for c in self.config.cameras}
-            layout = EpisodeLayout(list(self.config.joint_names), cameras)
-            if layout.nbytes + METADATA_ALLOWANCE > DORA_MESSAGE_LIMIT:
-                sizes = ", ".join(f"camera {c} {w}x{h}" for c, (h, w) in cameras.items())
-                self._error(f"cannot record {sizes}: one frame is {layout.nbytes} bytes, over dora's "
-                            f"{DORA_MESSAGE_LIMIT}-byte message limit; lower the resolution or record fewer cameras")
-                self._finish()
-                return
-            self.layout = layout
+        if self.layout is None and not self._fix_layout():
+            return
         self.phase = Phase.RECORDING
         self.frame_index = 0
         self.next_sample_ns = now
