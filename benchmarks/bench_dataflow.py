@@ -110,7 +110,7 @@ def watch(node, session: Session, root: Path, args) -> None:
             except MessageError:
                 continue
             if event["id"] == "recorder_status":
-                saved = status.get("episodes_saved", 0)
+                saved = status.get("episodes_recorded", 0)
                 session.ended_at += [now] * (saved - len(session.ended_at))
                 session.recorder = status
             else:
@@ -120,7 +120,7 @@ def watch(node, session: Session, root: Path, args) -> None:
         if now - last_rss >= 0.25:
             last_rss = now
             procs = procs if len(procs) >= 6 else node_processes(str(root.resolve()))
-            episode = min(session.recorder.get("episodes_saved", 0), args.episodes - 1)
+            episode = min(session.recorder.get("episodes_recorded", 0), args.episodes - 1)
             for name, proc in procs.items():
                 try:
                     rss = proc.memory_info().rss

@@ -10,8 +10,12 @@ def main() -> None:
     config = RecorderConfig.from_env()
     node = Node()
     recorder = Recorder(config, emitter(node))
-    # STOP (dora stop / Ctrl-C on `dora run`) behaves like the `e` key: save what was recorded, then finish.
-    run_events(node, recorder.on_input, done=lambda: recorder.done, on_stop=recorder.stop)
+    # Runs until the saver acknowledged `finish` (outputs still queued are dropped when a node exits).
+    run_events(node, recorder.on_input, done=lambda: recorder.done, on_stop=recorder.on_dora_stop,
+               on_closed=recorder.on_closed)
+    recorder.on_dora_stop()  # the event stream ended without STOP: nothing can be sent any more
+    if recorder.errors:
+        raise SystemExit("recorder: " + "; ".join(recorder.errors))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
-"""dora node `saver`: writes the recorder's episode stream into the dataset; publishes `status`."""
+"""dora node `saver`: writes the recorder's episode stream into the dataset; publishes `status` (the ack)."""
 
 import functools
 import os
+import signal
 
 from dora import Node
 
 from operating_platform.dataflow.runtime import emitter, run_events
-from operating_platform.dataflow.saver import Saver, SaverConfig
+from operating_platform.dataflow.saver import Saver, SaverConfig, recover_command
 from operating_platform.dataflow.settings import setting
 
 
@@ -15,25 +16,20 @@ def main() -> None:
     # Encoding is background work: lower its CPU priority (inherited by the encoder threads) so
     # cameras, arms and the recorder stay on time when the machine is busy.
     os.nice(setting(os.environ, "saver", "SAVER_NICE", int, 5))
+    say = functools.partial(print, flush=True)
+    # dora sends SIGTERM before its SIGKILL at the end of the stop grace period: keep committing
+    # until then, and say how to commit what a kill leaves in the spool.
+    notice = f"[saver] SIGTERM: still committing; if killed, commit the rest with: {recover_command(config.dataset_root)}\n"
+    signal.signal(signal.SIGTERM, lambda *_: os.write(2, notice.encode()))  # no print(): it may interrupt one
     node = Node()
-    saver = Saver(config.open_dataset, emitter(node), say=functools.partial(print, flush=True))
-
-    def on_input(input_id, value, metadata):
-        if input_id == "episode":
-            saver.on_episode(value, metadata)
-        elif input_id == "tick":
-            saver.on_tick()
-
-    def on_closed(input_id):
-        if input_id == "episode":  # the recorder is gone without `finish`: still drain and close
-            saver.finish()
-
-    # On STOP keep reading: the recorder answers STOP with its last frames and `finish`.
-    run_events(node, on_input, done=lambda: saver.done, on_stop=lambda: None, on_closed=on_closed)
-    if not saver.done:
-        saver.finish()
-    if saver.fatal:
-        raise SystemExit(f"saver: {saver.fatal}")
+    saver = Saver(config.open_dataset, emitter(node), say=say,
+                  drain_timeout_s=config.async_save_timeout_s * config.async_save_queue_size)
+    # dora's STOP is the last event (the stream ends after it): the episode in progress is saved then.
+    run_events(node, saver.on_input, done=lambda: saver.should_exit, on_stop=lambda: saver.finish("stop"),
+               on_closed=saver.on_closed)
+    saver.finish("stop")  # the event stream ended without STOP or finish: same as STOP
+    if saver.errors:
+        raise SystemExit("saver: " + "; ".join(saver.errors))
 
 
 if __name__ == "__main__":

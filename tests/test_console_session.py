@@ -117,3 +117,31 @@ def test_start_up_progress_counts_in_place_on_a_terminal():
     assert screen.count("\r\x1b[2K[") >= 4 and re.search(r"starting a private dora coordinator \.\.\. 0\.[2-9] s", screen)
     assert re.search(r"\[  0\.0 s\] starting a private dora coordinator \(0\.\d s\)\n", screen), "a finished step keeps its duration"
     assert re.search(r"\[  0\.\d s\] starting the dataflow \(0\.0 s\)\n$", screen)
+
+
+def test_the_summary_names_lost_frames_and_the_session_is_a_failure():
+    node = EventSource([
+        status("recorder_status", phase="finishing", frames_kept=90, errors=[], rejected={"out of order": 2}),
+        status("saver_status", done=True, queued=2, completed=2, failed=0, frames_received=90, frames_committed=60,
+               duplicates=1, reordered=1, rejected={"duplicate": 1},
+               errors=["30 received frames were not committed (received 90, committed 60, discarded 0)"]),
+    ])
+    out = io.StringIO()
+    state = Console(node, ScriptedKeys([]), out=out, interactive=False).run()
+    text = out.getvalue()
+    assert "frames recorded 90, handed over 90, committed 60, kept for recovery 0, dropped 30" in text
+    assert "duplicates 1, reordered 1, rejected by the saver {'duplicate': 1}, by the recorder {'out of order': 2}" in text
+    assert state.problems() == ["saver: 30 received frames were not committed (received 90, committed 60, discarded 0)"]
+    assert "✗ saver: 30 received frames" in text
+
+
+def test_a_clean_session_has_no_problems_and_a_vanished_saver_is_one():
+    clean = Console(EventSource([
+        status("recorder_status", phase="finishing", frames_kept=30, errors=[]),
+        status("saver_status", done=True, frames_received=30, frames_committed=30, errors=[]),
+    ]), ScriptedKeys([]), out=io.StringIO(), interactive=False).run()
+    assert clean.problems() == []
+    gone = Console(EventSource([
+        status("recorder_status", phase="done", frames_kept=30, errors=["the saver exited (its status stream closed)"]),
+    ]), ScriptedKeys([]), out=io.StringIO(), interactive=False).run()
+    assert gone.problems()[0].startswith("the saver never reported its end") and len(gone.problems()) == 2

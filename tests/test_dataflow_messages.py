@@ -3,9 +3,12 @@
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from operating_platform.dataflow.messages import (
     EpisodeLayout,
+    InOrder,
     MessageError,
     SeqTracker,
     decode_episode,
@@ -115,7 +118,31 @@ def test_episode_controls_and_malformed_frames():
         decode_episode(value, {k: v for k, v in meta.items() if k != "frame_index"})
 
 
-def test_seq_tracker_counts_missing_messages():
+def test_seq_tracker_counts_missing_messages_and_refuses_old_ones():
     tracker = SeqTracker()
-    assert [tracker.see(s) for s in (1, 2, 5, 6, 6, 9)] == [0, 0, 2, 0, 0, 2]
-    assert tracker.gaps == 4
+    assert [tracker.see(s) for s in (1, 2, 5, 6, 6, 4, 9)] == [True, True, True, True, False, False, True]
+    assert tracker.gaps == 4 and tracker.last == 9
+
+
+def test_in_order_drops_duplicates_reorders_swaps_and_counts_what_never_came():
+    stream = InOrder(window=3)
+    out = []
+    for seq in (1, 2, 2, 4, 3, 5, 1):
+        out += stream.push(seq, seq)
+    assert out == [1, 2, 3, 4, 5] and stream.duplicates == 2 and stream.reordered == 1 and stream.gaps == 0
+    for seq in (7, 8, 9):  # 6 is lost: the three after it wait
+        out += stream.push(seq, seq)
+    assert out[-1] == 5 and stream.handled == 5
+    out += stream.push(10, 10)  # a fourth one: the window is full, 6 is given up
+    assert out[-4:] == [7, 8, 9, 10] and stream.gaps == 1 and stream.handled == 10
+    out += stream.push(12, 12)
+    assert stream.give_up() == [12] and stream.gaps == 2 and stream.handled == 12
+
+
+@given(st.permutations(list(range(1, 30))), st.lists(st.integers(1, 29), max_size=10))
+def test_in_order_releases_every_message_once_whatever_the_arrival_order(order, dups):
+    stream = InOrder(window=40)
+    out = []
+    for seq in order + dups:
+        out += stream.push(seq, seq)
+    assert out == list(range(1, 30)) and stream.duplicates == len(dups) and stream.gaps == 0

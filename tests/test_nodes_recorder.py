@@ -1,5 +1,6 @@
 """Recorder logic driven by synthetic events on a fake clock: episodes by time and by keys,
-sync pause, staleness, sequence gaps, malformed input."""
+sync pause, staleness, sequence gaps, malformed input, the saver's acknowledgements (credits,
+finish hand-over), liveness of the saver and the devices, frame size, timing."""
 
 import numpy as np
 import pyarrow as pa
@@ -22,13 +23,30 @@ MS = 1_000_000
 class Rig:
     """A recorder with two 4x6 cameras and both arms, on a clock the test moves."""
 
-    def __init__(self, **config):
+    def __init__(self, auto_ack=True, **config):
         config = {"fps": 10, "episode_time_s": 0.5, "reset_time_s": 0.2, "num_episodes": 2, **config}
         self.now = 1_000 * MS
         self.out = []
         self.seqs = {}
+        self.said = []
+        self.auto_ack = auto_ack
         self.rec = Recorder(RecorderConfig(**config), lambda o, v, m: self.out.append((o, v, m)),
-                            clock_ns=lambda: self.now)
+                            clock_ns=lambda: self.now, say=self.said.append)
+        self.saver_status()  # the saver is up
+
+    def saver_status(self, handled=0, **fields):
+        self.send("saver_status", encode_status({"handled_seq": handled, **fields}))
+
+    def ack(self, upto=None):
+        """What a saver that keeps up would say: everything handled, every ended episode committed."""
+        stream = self.episode_stream()
+        upto = stream[-1].seq if upto is None and stream else (upto or 0)
+        seen = [m for m in stream if m.seq <= upto]
+        kept = {m.episode_index for m in seen if m.kind == "end"}
+        committed = sum(1 for m in seen if m.kind == "frame" and m.episode_index in kept)
+        received = sum(1 for m in seen if m.kind == "frame")
+        self.saver_status(upto, frames_received=received, frames_committed=committed,
+                          episodes_committed=len(kept), done=any(m.kind == "finish" for m in seen))
 
     def feed_inputs(self, state=1.0, action=2.0):
         for cam in self.rec.config.cameras:
@@ -49,9 +67,13 @@ class Rig:
         if feed:
             self.feed_inputs()
         self.send("tick", pa.array([0]), {})
+        if self.auto_ack:
+            self.ack()
 
     def key(self, k):
         self.send("key", encode_key(k))
+        if self.auto_ack:
+            self.ack()
 
     def episode_stream(self):
         return [decode_episode(v, m) for o, v, m in self.out if o == "episode"]
@@ -81,7 +103,8 @@ def test_waits_for_every_input_then_records_episodes_by_time_and_finishes():
     assert np.all(frames[0].state == 1.0) and np.all(frames[0].action == 2.0), "state = follower, action = leader"
     assert frames[0].images["top"].shape == (4, 6, 3)
     status = rig.statuses()[-1]
-    assert status["phase"] == "done" and status["episodes_saved"] == 2 and status["frames_kept"] == 10
+    assert status["phase"] == "done" and status["episodes_recorded"] == 2 and status["frames_kept"] == 10
+    assert status["episodes_saved"] == 2 and status["frames_committed"] == 10 and status["errors"] == []
     assert len(status["save_response_ms"]) == 2 and status["staleness"]["camera_top"]["max_ms"] == 0
 
 
@@ -103,7 +126,7 @@ def test_keys_n_r_p_e():
     stream = rig.episode_stream()
     controls = [(m.kind, m.episode_index) for m in stream if m.kind != "frame"]
     assert controls == [("begin", 0), ("end", 0), ("begin", 1), ("discard", 1), ("begin", 1), ("end", 1), ("finish", 2)]
-    assert rig.rec.done and rig.rec.episodes_saved == 2 and rig.rec.episodes_discarded == 1
+    assert rig.rec.done and rig.rec.episodes_recorded == 2 and rig.rec.episodes_discarded == 1
 
 
 def test_exit_before_any_frame_just_finishes_and_unknown_keys_are_counted():
@@ -111,11 +134,11 @@ def test_exit_before_any_frame_just_finishes_and_unknown_keys_are_counted():
     rig.key("x")
     rig.send("key", pa.array([1, 2]))
     rig.key("e")
-    assert rig.kinds() == ["finish"] and rig.rec.problems.counts["key"] == 2
+    assert rig.kinds() == ["finish"] and rig.rec.problems.counts["key"] == 2 and rig.rec.done
 
 
 def test_sync_mode_pauses_until_the_saver_has_the_episode():
-    rig = Rig(wait_for_save=True, reset_time_s=0, num_episodes=2)
+    rig = Rig(wait_for_save=True, reset_time_s=0, num_episodes=2, auto_ack=False)
     for _ in range(6):
         rig.step()
     assert rig.kinds()[-1] == "end" and rig.rec.phase == Phase.SAVING
@@ -123,29 +146,33 @@ def test_sync_mode_pauses_until_the_saver_has_the_episode():
     for _ in range(3):
         rig.step()
     assert rig.kinds()[-1] == "end", "no frames while saving"
-    rig.send("saver_status", encode_status({"handled_seq": end_seq - 1}))
+    rig.saver_status(end_seq - 1)
     assert rig.rec.phase == Phase.SAVING
     rig.now += 400 * MS
-    rig.send("saver_status", encode_status({"handled_seq": end_seq}))
+    rig.saver_status(end_seq)
     assert rig.rec.phase == Phase.RECORDING and rig.kinds()[-1] == "begin"
     assert rig.rec.save_response_ms[-1] >= 400
 
 
 def test_sync_mode_exit_waits_for_the_last_save_before_finishing():
-    rig = Rig(wait_for_save=True, episode_time_s=100)
+    rig = Rig(wait_for_save=True, episode_time_s=100, auto_ack=False)
     rig.step()
     rig.step()
     rig.key("e")
     assert rig.kinds()[-1] == "end" and not rig.rec.done
-    rig.send("saver_status", encode_status({"handled_seq": rig.episode_stream()[-1].seq}))
-    assert rig.kinds()[-1] == "finish" and rig.rec.done
+    rig.saver_status(rig.episode_stream()[-1].seq)
+    assert rig.kinds()[-1] == "finish" and rig.rec.phase == Phase.FINISHING
+    rig.ack()
+    assert rig.rec.done and rig.rec.errors == []
 
 
 def test_a_saver_that_cannot_save_stops_the_recording():
     rig = Rig(episode_time_s=100)
     rig.step()
-    rig.send("saver_status", encode_status({"fatal": "cannot open the dataset: read-only file system"}))
-    assert rig.rec.done and rig.kinds()[-1] == "finish"
+    rig.saver_status(fatal="cannot open the dataset: read-only file system")
+    assert rig.rec.phase == Phase.FINISHING and rig.kinds()[-1] == "finish"
+    rig.ack()
+    assert rig.rec.done and "read-only file system" in rig.rec.errors[0]
 
 
 def test_stale_inputs_are_skipped_and_reported_and_gaps_counted():
@@ -172,7 +199,8 @@ def test_malformed_inputs_are_rejected_counted_and_harmless():
     rig.send("mystery", pa.array([1]))
     rig.step()
     counts = rig.rec.problems.counts
-    assert counts["camera_top"] == 3 and counts["leader"] == 1 and counts["saver_status"] == 1 and counts["mystery"] == 1
+    assert counts["camera_top"] == 3 and counts["leader"] == 1 and counts["saver_status"] == 1
+    assert counts["unknown input"] == 1
     assert rig.rec.frame_index == 2, "recording went on"
 
 
@@ -203,3 +231,202 @@ def test_config_from_env_and_validation():
         RecorderConfig.from_env({"FPS": "x"})
     with pytest.raises(ValueError, match="num_episodes=0"):
         RecorderConfig(num_episodes=0)
+
+
+# ---------------------------------------------------------------- the acknowledged hand-over
+
+
+def test_the_recorder_is_done_only_when_the_saver_acknowledged_finish():
+    rig = Rig(auto_ack=False, episode_time_s=0.3, num_episodes=1)
+    for _ in range(6):
+        rig.step()
+    assert rig.kinds()[-2:] == ["end", "finish"] and rig.rec.phase == Phase.FINISHING
+    rig.ack(rig.episode_stream()[-2].seq)  # everything but `finish`
+    assert not rig.rec.done
+    rig.ack()
+    assert rig.rec.done and rig.rec.errors == []
+    assert "frames recorded 3, handed over 3, committed 3" in rig.said[-1]
+
+
+def test_committed_less_than_recorded_is_an_error_with_the_counts():
+    rig = Rig(auto_ack=False, episode_time_s=0.3, num_episodes=1)
+    for _ in range(6):
+        rig.step()
+    rig.saver_status(rig.rec.seq, frames_received=3, frames_committed=2, done=True, errors=["1 frame lost"])
+    assert rig.rec.done
+    assert rig.rec.errors == ["1 recorded frames were not committed (recorded 3, handed over 3, committed 2); "
+                              "see the saver's errors: ['1 frame lost']"]
+
+
+def test_at_most_a_window_of_messages_is_in_flight_and_the_rest_waits_in_the_outbox():
+    rig = Rig(auto_ack=False, episode_time_s=100, saver_window=4)
+    for _ in range(10):
+        rig.step()
+    assert [m.seq for m in rig.episode_stream()] == [1, 2, 3, 4], "begin + 3 frames, then no credits"
+    assert rig.rec.frame_index == 10 and len(rig.rec.outbox) == 7
+    rig.ack(2)
+    assert [m.seq for m in rig.episode_stream()][-1] == 6
+    rig.ack()
+    rig.ack()
+    assert len(rig.rec.outbox) == 0 and len(rig.episode_stream()) == 11
+
+
+def test_a_full_outbox_pauses_sampling_with_a_warning_and_the_episode_is_named_slow():
+    rig = Rig(auto_ack=False, episode_time_s=100, saver_window=2, outbox_mb=1)
+    for _ in range(5):
+        rig.step()
+    rig.rec.config.outbox_mb = 0  # the outbox is "full" from now on
+    for _ in range(3):
+        rig.step()
+    assert rig.rec.backpressure_skips == 3 and rig.rec.problems.counts["saver behind"] == 3
+    rig.rec.config.outbox_mb = 1
+    rig.ack()
+    rig.step()
+    rig.key("n")
+    assert rig.rec.slow_episodes == 1, "a 400 ms gap at 10 fps"
+
+
+# ---------------------------------------------------------------- liveness
+
+
+def test_a_dead_saver_stops_recording_at_once_with_one_error():
+    rig = Rig(episode_time_s=100)
+    for _ in range(3):
+        rig.step()
+    sent = len(rig.out)
+    rig.rec.on_closed("saver_status")
+    assert rig.rec.done and len(rig.rec.errors) == 1 and "the saver exited" in rig.rec.errors[0]
+    assert "3 frames recorded, 3 taken by the saver, 0 committed" in rig.rec.errors[0]
+    rig.step()
+    assert [o for o, _, _ in rig.out[sent:]] == ["status"], "nothing more is sent to a saver that is gone"
+
+
+def test_a_silent_saver_is_hung_after_saver_timeout():
+    rig = Rig(auto_ack=False, episode_time_s=100, saver_timeout_s=2)
+    for _ in range(19):
+        rig.step()
+    assert not rig.rec.done
+    for _ in range(3):
+        rig.step()
+    assert rig.rec.done and "the saver has sent nothing for 2 s (hung)" in rig.rec.errors[0]
+
+
+@pytest.mark.parametrize("how", ["closed", "silent"])
+def test_a_camera_that_closes_or_goes_silent_ends_the_session_and_keeps_the_frames(how):
+    rig = Rig(episode_time_s=100, input_timeout_s=1, max_staleness_s=0.15)
+    for _ in range(4):
+        rig.step()
+    if how == "closed":
+        rig.rec.on_closed("camera_top")
+    else:
+        for _ in range(12):  # the top camera sends nothing, the others go on
+            rig.now += 100 * MS
+            rig.send("camera_wrist", *encode_image(np.full((4, 6, 3), 7, np.uint8), rig._seq("wrist"), rig.now))
+            rig.send("tick", pa.array([0]), {})
+            rig.ack()
+    rig.ack()
+    assert rig.rec.done and len(rig.rec.errors) == 1 and "camera_top" in rig.rec.errors[0]
+    assert rig.kinds()[-2:] == ["end", "finish"] and rig.rec.frames_kept >= 4
+    assert rig.rec.status()["frames_committed"] == rig.rec.frames_kept
+
+
+def test_inputs_that_never_arrive_end_the_session_after_start_timeout():
+    rig = Rig(start_timeout_s=1)
+    for _ in range(11):
+        rig.step(feed=False)
+    assert rig.rec.done and "leader, follower, camera_top, camera_wrist sent nothing fresh within 1 s" in rig.rec.errors[0]
+
+
+def test_recording_waits_for_fresh_inputs_and_a_device_slow_to_start_is_not_dead():
+    rig = Rig(input_timeout_s=1, max_staleness_s=0.15)
+    rig.feed_inputs()
+    rig.now += 200 * MS
+    for _ in range(20):  # 2 s: every input spoke once, then the cameras went quiet (still starting up)
+        rig.now += 100 * MS
+        rig.send("follower", *encode_joint(np.zeros(6), SO101_JOINT_NAMES, rig._seq("f"), rig.now))
+        rig.send("leader", *encode_joint(np.zeros(6), SO101_JOINT_NAMES, rig._seq("l"), rig.now))
+        rig.send("tick", pa.array([0]), {})
+    assert rig.rec.phase == Phase.WAITING_FOR_INPUTS and rig.kinds() == [] and not rig.rec.errors
+    rig.step()
+    assert rig.rec.phase == Phase.RECORDING and not rig.rec.errors
+
+
+def test_dora_stop_hands_what_the_saver_has_not_acknowledged_over_on_disk(tmp_path):
+    from operating_platform.dataflow.stop_note import take_stop_note
+
+    rig = Rig(episode_time_s=100, auto_ack=False, saver_window=3)
+    for _ in range(5):
+        rig.step()
+    rig.saver_status(2, root=str(tmp_path))  # begin and frame 0 taken; frames 1-2 in flight, 3-4 in the outbox
+    sent = len(rig.episode_stream())
+    rig.rec.on_dora_stop()
+    assert rig.rec.done and rig.rec.errors == [] and len(rig.episode_stream()) == sent, "nothing sent after STOP"
+    assert rig.rec.frames_kept == 5, "the episode in progress counts as recorded: the saver saves it on STOP"
+    note = take_stop_note(tmp_path, timeout_s=1)
+    assert [m["seq"] for _, m in note] == [3, 4, 5, 6] and [m["frame_index"] for _, m in note] == [1, 2, 3, 4]
+    assert decode_episode(*note[0]).images["top"].shape == (4, 6, 3)
+
+
+# ---------------------------------------------------------------- frame size, timing, stream contract
+
+
+def test_a_frame_over_doras_message_limit_is_refused_before_recording():
+    rig = Rig(cameras=["top"])
+    big = np.zeros((3072 * 2, 4096, 3), np.uint8)  # 75 MB: two 4096x3072 cameras' worth
+    rig.send("camera_top", *encode_image(big, 1, rig.now))
+    rig.send("follower", *encode_joint(np.zeros(6), SO101_JOINT_NAMES, 1, rig.now))
+    rig.send("leader", *encode_joint(np.zeros(6), SO101_JOINT_NAMES, 1, rig.now))
+    rig.send("tick", pa.array([0]), {})
+    rig.ack()
+    assert rig.kinds() == ["finish"] and rig.rec.done
+    assert rig.rec.errors == ["cannot record camera top 4096x6144: one frame is 75497520 bytes, over dora's "
+                              "67108864-byte message limit; lower the resolution or record fewer cameras"]
+
+
+@pytest.mark.parametrize("policy", ["warn", "discard", "stop"])
+def test_an_episode_slower_than_real_time_is_named_and_handled_by_the_timing_policy(policy):
+    rig = Rig(episode_time_s=0.5, num_episodes=2, timing_policy=policy)
+    for _ in range(3):
+        rig.step()
+    rig.step(ms=350)  # a stall of 3.5 periods
+    for _ in range(2):
+        rig.step()
+    end = [m for m in rig.episode_stream() if m.kind in ("end", "discard")][0]
+    assert rig.rec.slow_episodes == 1
+    if policy == "warn":
+        assert end.kind == "end" and end.timing["slow"] and end.timing["sample_gap_max_ms"] == 350
+        assert not rig.rec.errors
+    elif policy == "discard":
+        assert end.kind == "discard" and rig.rec.episode == 0, "re-recorded under the same number"
+    else:
+        assert end.kind == "end" and rig.rec.done and "TIMING_POLICY=stop" in rig.rec.errors[0]
+
+
+def test_a_real_time_episode_is_not_slow():
+    rig = Rig(episode_time_s=0.5, num_episodes=1)
+    for _ in range(8):
+        rig.step()
+    end = [m for m in rig.episode_stream() if m.kind == "end"][0]
+    assert end.timing == {"frames": 5, "fps": 10, "duration_s": 0.5, "sample_gap_max_ms": 100.0, "slow": False}
+
+
+def test_duplicated_or_late_input_messages_are_rejected_as_out_of_order():
+    rig = Rig(episode_time_s=100)
+    rig.step()
+    rig.send("leader", *encode_joint(np.full(6, 9.0), SO101_JOINT_NAMES, rig.seqs["l"], rig.now))  # a duplicate
+    rig.send("leader", *encode_joint(np.full(6, 9.0), SO101_JOINT_NAMES, rig.seqs["l"] - 1, rig.now))  # a late one
+    assert rig.rec.problems.counts["out of order"] == 2
+    assert np.all(rig.rec.latest["leader"].positions == 2.0), "the newest message stays the sampled one"
+
+
+def test_the_bytes_in_flight_are_bounded_too():
+    rig = Rig(auto_ack=False, episode_time_s=100, saver_window=100, saver_window_mb=1)
+    for _ in range(3):
+        rig.step()
+    frame_bytes = rig.rec.layout.nbytes
+    rig.rec.config.saver_window_mb = 0  # only one message may be in flight now
+    for _ in range(3):
+        rig.step()
+    assert rig.rec.in_flight_bytes <= 4 * frame_bytes and len(rig.rec.outbox) == 3
+    rig.ack()
+    assert len(rig.rec.outbox) == 2 and len(rig.rec.in_flight) == 1, "acks release credit one message at a time"

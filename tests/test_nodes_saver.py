@@ -16,6 +16,7 @@ from operating_platform.dataflow.messages import (
     encode_episode_frame,
 )
 from operating_platform.dataflow.saver import Saver, SaverConfig
+from operating_platform.dataflow.stop_note import write_stop_note
 from operating_platform.hardware.base import SO101_JOINT_NAMES
 
 from dataset_factory import committed_episodes, committed_table
@@ -41,9 +42,9 @@ class Stream:
     def control(self, kind, episode):
         self.saver.on_episode(*encode_episode_control(kind, self._next(), episode, "stack blocks", self.layout))
 
-    def frames(self, episode, n):
+    def frames(self, episode, n, start=0):
         rng = np.random.default_rng(episode)
-        for i in range(n):
+        for i in range(start, start + n):
             images = {c: rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for c, (h, w) in self.layout.cameras.items()}
             self.saver.on_episode(*encode_episode_frame(self._next(), episode, i, self.layout,
                                                         np.full(6, i, np.float32), np.full(6, -i, np.float32), images, 0))
@@ -89,7 +90,7 @@ def test_gaps_and_malformed_messages_are_counted_not_fatal(tmp_path):
     s.control("begin", 0)
     s.frames(0, 2)
     s.seq += 3  # three messages lost in transit
-    s.frames(0, 1)
+    s.frames(0, 1, start=5)
     s.saver.on_episode(pa.array(np.zeros(5, np.uint8)), {"kind": "frame", "seq": s._next(), "episode_index": 0})
     s.saver.on_episode(pa.array(np.zeros(5, np.float32)), None)
     value, meta = encode_episode_frame(s._next(), 7, 0, LAYOUT, np.zeros(6), np.zeros(6), {"top": np.zeros((64, 96, 3), np.uint8)}, 0)
@@ -97,10 +98,14 @@ def test_gaps_and_malformed_messages_are_counted_not_fatal(tmp_path):
     s.saver.on_episode(*encode_episode_control("end", s._next(), 9))  # end of an unknown episode
     s.control("end", 0)
     s.control("finish", 1)
+    assert not s.saver.done, "what follows a gap waits for the missing messages..."
+    s.saver.on_tick()
+    s.saver.on_tick()  # ...until a tick later they are given up
     status = s.saver.status()
-    assert status["sequence_gaps"] == 3 + 1, "the 3 lost + the undecodable frame whose seq went unseen"
-    assert status["rejected"] == {"episode": 2, "frame": 1, "end": 1}
+    assert s.saver.done and status["sequence_gaps"] == 3 + 1, "the 3 lost + the undecodable frame whose seq went unseen"
+    assert status["rejected"] == {"malformed": 2, "frame": 1, "end": 1}
     assert status["completed"] == 1 and status["frames_committed"] == 3
+    assert s.saver.errors == ["4 messages of the recorder's stream never arrived (sequence gaps)"]
 
 
 def test_sync_and_async_write_the_same_format(tmp_path):
@@ -139,3 +144,122 @@ def test_config_from_env():
     assert cfg.dataset_root == Path("data/x").resolve() and not cfg.use_async_save and cfg.async_save_queue_size == 20
     with pytest.raises(ValueError, match="USE_ASYNC_SAVE=.maybe. is not a valid boolean"):
         SaverConfig.from_env({"USE_ASYNC_SAVE": "maybe"})
+
+
+def test_duplicates_are_dropped_and_swapped_frames_put_back_in_order(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.control("begin", 0)
+    sent = []
+    s.saver.on_episode = lambda v, m: sent.append((v, m))  # capture, then deliver in a chosen order
+    s.frames(0, 6)
+    del s.saver.on_episode
+    order = [0, 1, 1, 3, 2, 4, 5, 5]  # frame 1 twice, frames 2 and 3 swapped, frame 5 twice
+    for i in order:
+        s.saver.on_episode(*sent[i])
+    s.control("end", 0)
+    s.control("finish", 1)
+    status = s.saver.status()
+    assert status["frames_committed"] == 6 and status["duplicates"] == 2 and status["reordered"] == 1
+    assert status["sequence_gaps"] == 0 and status["rejected"] == {"duplicate": 2} and s.saver.errors == []
+    table = pq.read_table(tmp_path / "ds/data/chunk-000/episode_000000.parquet")
+    assert [row[0] for row in table.column("observation.state").to_pylist()] == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_frame_index_already_stored_is_rejected_and_unknown_inputs_are_counted(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.control("begin", 0)
+    s.frames(0, 2)
+    value, meta = encode_episode_frame(s._next(), 0, 1, LAYOUT, np.zeros(6), np.zeros(6), {"top": np.zeros((64, 96, 3), np.uint8)}, 0)
+    s.saver.on_episode(value, meta)  # a new message repeating frame 1
+    s.saver.on_input("mystery", pa.array([1]), {})
+    s.control("end", 0)
+    s.control("finish", 1)
+    status = s.saver.status()
+    assert status["rejected"] == {"duplicate frame": 1, "unknown input": 1} and status["frames_committed"] == 2
+
+
+def test_the_status_acknowledges_every_few_frames_and_after_every_control_message(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.control("begin", 0)
+    s.frames(0, 9)
+    acks = [st["handled_seq"] for st in s.status_out]
+    assert acks[0] == 1 and acks[-1] >= 10 - 4 and all(b - a <= 4 for a, b in zip(acks, acks[1:]))
+    s.control("end", 0)
+    assert s.status_out[-1]["handled_seq"] == 11
+
+
+def test_stop_mid_episode_saves_the_episode_in_progress(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.episode(0, 3)
+    s.control("begin", 1)
+    s.frames(1, 4)
+    write_stop_note(tmp_path / "ds", [])  # the recorder: nothing unacknowledged
+    s.saver.finish("stop")
+    info = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    assert info["total_episodes"] == 2 and info["total_frames"] == 7 and s.saver.errors == []
+    assert s.saver.should_exit and not (tmp_path / "ds/.spool").exists()
+
+
+def test_at_stop_the_frames_dora_dropped_come_from_the_recorders_note(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.control("begin", 0)
+    sent = []
+    s.saver.on_episode = lambda v, m: sent.append((v, m))
+    s.frames(0, 6)
+    del s.saver.on_episode
+    for value, metadata in sent[:4]:  # frames 4 and 5 were dropped by dora at STOP
+        s.saver.on_episode(value, metadata)
+    write_stop_note(tmp_path / "ds", sent[2:])  # the recorder had acknowledgements up to frame 1
+    s.saver.finish("stop")
+    info = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    assert info["total_frames"] == 6 and s.saver.errors == [] and s.saver.status()["frames_from_stop_note"] == 2
+    assert any("2 frames dora dropped at STOP taken from the recorder's note" in line for line in s.said)
+    table = pq.read_table(tmp_path / "ds/data/chunk-000/episode_000000.parquet")
+    assert [row[0] for row in table.column("observation.state").to_pylist()] == [0, 1, 2, 3, 4, 5]
+
+
+def test_at_stop_without_the_recorders_note_the_outcome_is_unconfirmed(tmp_path, monkeypatch):
+    monkeypatch.setattr("operating_platform.dataflow.saver.STOP_NOTE_WAIT_S", 0.2)
+    s = Stream(tmp_path / "ds")
+    s.control("begin", 0)
+    s.frames(0, 2)
+    s.saver.finish("stop")
+    assert json.loads((tmp_path / "ds/meta/info.json").read_text())["total_frames"] == 2
+    assert s.saver.errors == ["the recorder left no note of its unacknowledged messages within 0.2 s of STOP: "
+                              "whether every recorded frame arrived cannot be confirmed"]
+
+
+def test_the_recorder_vanishing_mid_episode_is_an_error_naming_the_partial_and_its_recovery(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.episode(0, 3)
+    s.control("begin", 1)
+    s.frames(1, 4)
+    s.saver.on_closed("episode")
+    assert s.saver.done and s.saver.should_exit
+    [error] = s.saver.errors
+    assert "in the middle of episode 1 in progress (4 frames)" in error
+    assert f"python scripts/recover_episodes.py {tmp_path / 'ds'} --include-partial" in error
+    assert json.loads((tmp_path / "ds/meta/info.json").read_text())["total_frames"] == 3
+    assert s.saver.status()["frames_partial"] == 4
+
+
+def test_after_finish_the_saver_waits_for_the_recorder_to_leave(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.episode(0, 2)
+    s.control("finish", 1)
+    assert s.saver.done and not s.saver.should_exit, "the recorder may still be taking the ack"
+    s.saver.on_closed("episode")
+    assert s.saver.should_exit and s.saver.errors == []
+
+
+def test_each_saved_episode_timing_is_kept_beside_the_dataset(tmp_path):
+    from operating_platform.dataflow.timing import EpisodeTiming, read_timing
+
+    s = Stream(tmp_path / "ds")
+    s.control("begin", 0)
+    s.frames(0, 3)
+    slow = EpisodeTiming(frames=3, fps=30, duration_s=2.5, sample_gap_max_ms=2000.0)
+    s.saver.on_episode(*encode_episode_control("end", s._next(), 0, timing=slow.to_metadata()))
+    s.control("finish", 1)
+    assert read_timing(tmp_path / "ds") == {0: {"episode_index": 0, **slow.to_metadata()}}
+    assert read_timing(tmp_path / "ds")[0]["slow"]

@@ -18,6 +18,7 @@ from .progress import StartupProgress
 
 STATUS_PERIOD_S = 0.2
 KEY_HELP = "keys: n save, r re-record, p proceed, e exit"
+SAVER_GONE_S = 5.0  # the recorder is done but the saver never reported done: stop waiting after this
 
 
 class KeySource(Protocol):
@@ -62,6 +63,29 @@ class ConsoleState:
                 f"saved {s.get('completed', 0)} failed {s.get('failed', 0)} | "
                 f"dropped {s.get('sequence_gaps', 0)} (in flight {max(self.in_flight, 0)})")
 
+    @property
+    def frames_lost(self) -> int:
+        """Frames the recorder kept (episodes ended with save) that the saver neither committed nor
+        kept in its spool for recovery."""
+        s = self.saver
+        return self.recorder.get("frames_kept", 0) - s.get("frames_committed", 0) - (s.get("frames_kept_in_spool") or 0)
+
+    def problems(self) -> list[str]:
+        """Why this session is not a success (empty: every recorded frame was committed)."""
+        r, s = self.recorder, self.saver
+        found = []
+        if not s.get("done"):
+            found.append("the saver never reported its end (it died or hung); what it took stays in its spool")
+        found += [f"recorder: {e}" for e in r.get("errors", [])]
+        found += [f"saver: {e}" for e in s.get("errors", [])]
+        if s.get("fatal") and not s.get("errors"):
+            found.append(f"saver: {s['fatal']}")
+        if s.get("failed") and not s.get("errors"):
+            found.append(f"saver: {s['failed']} episode saves failed ({s.get('last_error')})")
+        if self.frames_lost and not found:
+            found.append(f"{self.frames_lost} recorded frames were not committed")
+        return found
+
 
 class Console:
     """Drives one recording session through a connected dora node (or anything with next/send_output)."""
@@ -79,6 +103,7 @@ class Console:
         self.exit_requested = False
         self._said_waiting = False
         self._last_line = 0.0
+        self._recorder_done_at: float | None = None
 
     def request_exit(self) -> None:
         """`e` or Ctrl-C: the recorder saves what it has and finishes; pending saves are drained."""
@@ -88,7 +113,7 @@ class Console:
             self.node.send_output("key", encode_key("e"))
 
     def run(self) -> ConsoleState:
-        while not self.state.finished:
+        while not self.state.finished and not self._saver_gone():
             event = self.node.next(timeout=0.05)
             if event is None:  # the dataflow has ended
                 break
@@ -117,6 +142,14 @@ class Console:
             self.progress.done()
             where = f"recording into {self.dataset} — " if self.dataset else "recording — "
             self._print(self.progress.stamp(where + KEY_HELP))
+
+    def _saver_gone(self) -> bool:
+        """The recorder ended but the saver never reported its end: stop waiting for it after SAVER_GONE_S."""
+        if self.state.recorder.get("phase") != "done":
+            return False
+        now = time.monotonic()
+        self._recorder_done_at = self._recorder_done_at or now
+        return now - self._recorder_done_at > SAVER_GONE_S
 
     def _on_status(self, input_id: str, value) -> None:
         try:
@@ -152,17 +185,24 @@ class Console:
         self.out.flush()
 
     def _finish_line(self) -> None:
+        """The end-of-run summary: recorded / handed over / committed / lost, from the saver's own figures."""
         s, r = self.state.saver, self.state.recorder
         self._print(self.state.line())
         if s.get("done"):
             self._print(f"Save stats: queued={s.get('queued', 0)} completed={s.get('completed', 0)} failed={s.get('failed', 0)}")
-        dropped = r.get("frames_kept", 0) - s.get("frames_committed", 0)
-        self._print(f"frames recorded {r.get('frames_kept', 0)}, committed {s.get('frames_committed', 0)}, "
-                    f"dropped {dropped}, sequence gaps {s.get('sequence_gaps', 0)}, "
-                    f"dataset {s.get('root')}")
+        self._print(f"frames recorded {r.get('frames_kept', 0)}, handed over {s.get('frames_received', 0)}, "
+                    f"committed {s.get('frames_committed', 0)}, kept for recovery {s.get('frames_kept_in_spool') or 0}, "
+                    f"dropped {self.state.frames_lost}, "
+                    f"sequence gaps {s.get('sequence_gaps', 0)}, dataset {s.get('root')}")
+        self._print(f"stream: duplicates {s.get('duplicates', 0)}, reordered {s.get('reordered', 0)}, rejected by the "
+                    f"saver {s.get('rejected') or 0}, by the recorder {r.get('rejected') or 0}; episodes slower than "
+                    f"real time {r.get('slow_episodes', 0)}")
         self._print(f"recorder: save response ms {r.get('save_response_ms', [])}, longest hand-over "
                     f"{r.get('send_max_ms')} ms, longest sample gap {r.get('sample_gap_max_ms')} ms, "
-                    f"stale samples skipped {r.get('stale_skips', 0)}, input staleness {r.get('staleness')}")
+                    f"stale samples skipped {r.get('stale_skips', 0)}, samples paused for the saver "
+                    f"{r.get('backpressure_skips', 0)}, input staleness {r.get('staleness')}")
+        for problem in self.state.problems():
+            self._print(f"✗ {problem}")
 
 
 def key_feedback(key: str, state: ConsoleState) -> str:

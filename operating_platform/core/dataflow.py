@@ -22,6 +22,7 @@ NODES_DIR = REPO_ROOT / "nodes"
 ARM_TICK = "dora/timer/millis/20"
 ARM_QUEUE_SIZE = 50  # ~1 s of joint messages: only the newest is sampled, the queue rides out hold-ups
 SAVER_QUEUE_SIZE = 64  # frames buffered at the saver (~2 s at 30 fps) before the recorder is held back
+SAVER_WINDOW = 60  # the recorder's credits: messages in flight, at most SAVER_QUEUE_SIZE, so dora never drops
 
 
 def _script(name: str, python: str) -> dict:
@@ -108,6 +109,10 @@ def dataflow_env(cfg: ConsoleConfig) -> dict[str, str]:
         "TASK": record.single_task,
         "RECORD_CAMERAS": ",".join(c.name for c in camera_specs(robot)),
         "MAX_STALENESS_S": "1",
+        "INPUT_TIMEOUT_S": "5",
+        "SAVER_TIMEOUT_S": "20",
+        "SAVER_WINDOW": str(SAVER_WINDOW),
+        "TIMING_POLICY": "warn",
         "CAMERA_SOURCE": "sim",
         "CAMERA_WIDTH": str(robot.camera_width),
         "CAMERA_HEIGHT": str(robot.camera_height),

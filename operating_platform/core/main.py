@@ -82,8 +82,7 @@ def record(cfg: ConsoleConfig) -> int:
             signal.signal(sig, signal.SIG_IGN)                     # (it is bounded: dora's grace, then kill)
         launcher.stop()
         launcher.close()
-    saver = state.saver if state else {}
-    if not saver.get("done") or saver.get("failed") or saver.get("fatal"):
+    if state is None or state.problems():  # the reasons are in the console's summary
         print(f"main.py: recording did not finish cleanly (dora logs: {run_dir})", file=sys.stderr)
         return 1
     print(f"full logs: {run_dir}")

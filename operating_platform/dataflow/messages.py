@@ -11,8 +11,10 @@ Streams:
   key      one-element string array
   episode  recorder -> saver, one ordered stream: kind begin|frame|end|discard|finish,
            seq, episode_index; a frame carries frame_index and the payload
-           state | action | image per camera, concatenated as bytes
-  status   one-element string array holding a JSON object (display/progress only)
+           state | action | image per camera, concatenated as bytes; `end` carries
+           timing_* (how the episode was sampled). At most DORA_MESSAGE_LIMIT bytes.
+  status   one-element string array holding a JSON object; the saver's `handled_seq`
+           acknowledges the episode stream (the recorder's credits and finish hand-over)
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import pyarrow as pa
 
 IMAGE_ENCODINGS = ("rgb8", "bgr8")
 EPISODE_KINDS = ("begin", "frame", "end", "discard", "finish")
+DORA_MESSAGE_LIMIT = 64 * 1024 * 1024  # dora 1.1's daemon transport limit per message
+METADATA_ALLOWANCE = 64 * 1024  # room kept for a message's metadata and IPC framing
 
 
 class MessageError(ValueError):
@@ -201,13 +205,18 @@ class EpisodeMsg:
     state: np.ndarray | None = None
     action: np.ndarray | None = None
     images: dict[str, np.ndarray] = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)  # `end`: how the episode was sampled (see timing.py)
+
+
+TIMING_PREFIX = "timing_"
 
 
 def encode_episode_control(kind: str, seq: int, episode_index: int, task: str = "",
-                           layout: EpisodeLayout | None = None) -> tuple[pa.Array, dict]:
+                           layout: EpisodeLayout | None = None, timing: dict | None = None) -> tuple[pa.Array, dict]:
     if kind not in EPISODE_KINDS or kind == "frame":
         raise MessageError(f"episode: control kind {kind!r} unknown")
     metadata = {"kind": kind, "seq": int(seq), "episode_index": int(episode_index)}
+    metadata.update({TIMING_PREFIX + k: v for k, v in (timing or {}).items()})
     if kind == "begin":
         if layout is None:
             raise MessageError("episode: begin needs the frame layout")
@@ -238,7 +247,8 @@ def decode_episode(value: Any, metadata: dict | None) -> EpisodeMsg:
         return EpisodeMsg(kind, seq, episode_index, task=_require(metadata, "task", str, "episode"),
                           layout=EpisodeLayout.from_metadata(metadata))
     if kind != "frame":
-        return EpisodeMsg(kind, seq, episode_index)
+        timing = {k[len(TIMING_PREFIX):]: v for k, v in metadata.items() if k.startswith(TIMING_PREFIX)}
+        return EpisodeMsg(kind, seq, episode_index, timing=timing)
     frame_index = _require(metadata, "frame_index", int, "episode")
     layout = EpisodeLayout.from_metadata(metadata)
     payload = _as_numpy(value, np.uint8, "episode")
@@ -262,9 +272,64 @@ class SeqTracker:
         self.last = 0
         self.gaps = 0
 
-    def see(self, seq: int) -> int:
-        """Record `seq`; returns how many messages are missing right before it."""
-        missing = max(0, seq - self.last - 1)
-        self.gaps += missing
-        self.last = max(self.last, seq)
-        return missing
+    def see(self, seq: int) -> bool:
+        """Record `seq`; False when it is not newer than what was seen (a duplicate or a late message)."""
+        if seq <= self.last:
+            return False
+        self.gaps += seq - self.last - 1
+        self.last = seq
+        return True
+
+
+class InOrder:
+    """Puts a numbered stream (1, 2, 3, ...) back in order before it is handled.
+
+    A duplicate is dropped; a message that overtook others waits (at most `window`
+    messages, or until `give_up()`) for the ones before it; what never comes is a gap.
+    Each is counted under its own name, so a swap is not reported as a loss.
+    """
+
+    def __init__(self, window: int = 16):
+        self.window = window
+        self.next_seq = 1
+        self.held: dict[int, Any] = {}
+        self.duplicates = 0
+        self.reordered = 0
+        self.gaps = 0
+
+    @property
+    def handled(self) -> int:
+        """Every message up to this number was released (or counted as a gap)."""
+        return self.next_seq - 1
+
+    def push(self, seq: int, item: Any) -> list[Any]:
+        """Accept one message; returns the messages now due, in order."""
+        if seq < self.next_seq or seq in self.held:
+            self.duplicates += 1
+            return []
+        if seq > self.next_seq:
+            self.held[seq] = item
+            return self._skip_to(min(self.held)) if len(self.held) > self.window else []
+        if self.held:
+            self.reordered += 1  # it arrived after a message that follows it
+        self.held[seq] = item
+        return self._release()
+
+    def give_up(self) -> list[Any]:
+        """The missing messages will not come (stream ended or waited long enough): release the rest."""
+        out = []
+        while self.held:
+            out += self._skip_to(min(self.held))
+        return out
+
+    def _skip_to(self, seq: int) -> list[Any]:
+        self.gaps += seq - self.next_seq
+        self.next_seq = seq
+        return self._release()
+
+    def _release(self) -> list[Any]:
+        out = []
+        while self.next_seq in self.held:
+            out.append(self.held.pop(self.next_seq))
+            self.next_seq += 1
+        return out

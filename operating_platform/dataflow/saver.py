@@ -3,13 +3,21 @@
 Each frame goes straight to `ds.add_frame` (spooled to disk, video encoded live),
 `end` calls `ds.save_episode()` (returns at once with the async saver),
 `discard` calls `ds.clear_episode_buffer()`, and `finish` drains pending saves
-and closes the dataset. Every message is numbered, so a lost one shows up as a
-sequence gap in the status, which is published for the console and the recorder.
+and closes the dataset. Every message is numbered: the stream is put back in
+order (duplicates dropped, swaps reordered, losses counted as gaps) and the
+status's `handled_seq` acknowledges what the saver has durably taken, so the
+recorder can hold back (credits) and never exits before `finish` is acknowledged.
+
+How the session ends decides what happens to an episode still open:
+`finish` (after the recorder's `end`): nothing is open; dora's STOP (Ctrl-C on
+`dora run`, `dora stop`): the episode in progress is saved, since the recorder
+cannot send anything after STOP; the recorder's stream closing mid-episode (it
+crashed): an error, the frames stay in the spool and the message names the
+command that commits them. Whatever recorded frame is not committed is an error.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -20,14 +28,24 @@ from operating_platform.dataset import LeRobotDataset, build_features
 from operating_platform.dataset import format as fmt
 from operating_platform.dataset.spool import SpoolWriteError
 
-from .messages import EpisodeLayout, EpisodeMsg, MessageError, SeqTracker, decode_episode, encode_status
+from .messages import EpisodeLayout, EpisodeMsg, InOrder, MessageError, decode_episode, encode_status
 from .problems import ProblemLog
 from .settings import env_bool, setting
+from .stop_note import clear_stop_note, take_stop_note
+from .timing import EpisodeTiming, append_timing
 
-logger = logging.getLogger(__name__)
 Emit = Callable[[str, object, dict], None]
 STATUS_INTERVAL_NS = 250_000_000
 STORAGE_STATUS_KEYS = ("free_bytes", "minutes_left", "space_low", "frames_recoverable", "recoverable")
+ACK_EVERY = 4  # frames handled between two acknowledgements (status) to the recorder
+REORDER_WINDOW = 16  # messages held back waiting for one that is missing before them
+LINGER_NS = 10_000_000_000  # after `finish`, wait this long for the recorder to take the ack and exit
+DRAIN_POLL_S = 0.5  # while draining, the status (pending saves, liveness) is published this often
+STOP_NOTE_WAIT_S = 3.0  # after STOP, how long the saver waits for the recorder's note (dora kills at 15 s)
+
+
+def recover_command(root: Path | str) -> str:
+    return f"python scripts/recover_episodes.py {root} --include-partial"
 
 
 @dataclass
@@ -86,44 +104,94 @@ class SaverConfig:
 
 
 class Saver:
-    """Event-driven: `on_episode(value, metadata)` per message of the recorder's stream, `on_tick()` for status."""
+    """Event-driven: `on_input(id, value, metadata)` per event, `on_closed(id)`, `finish(reason)` on STOP."""
 
     def __init__(self, open_dataset: Callable[[EpisodeLayout], LeRobotDataset], emit: Emit,
-                 clock_ns: Callable[[], int] = time.monotonic_ns, say: Callable[[str], None] = print):
+                 clock_ns: Callable[[], int] = time.monotonic_ns, say: Callable[[str], None] = print,
+                 drain_timeout_s: float = 600.0):
         self._open_dataset = open_dataset
         self._emit = emit
         self._clock_ns = clock_ns
         self._say = say
+        self.drain_timeout_s = drain_timeout_s
         self.ds: LeRobotDataset | None = None
         self.layout: EpisodeLayout | None = None
         self.task = ""
         self.episode: int | None = None  # session episode being received; None between episodes
-        self.seq = SeqTracker()
-        self.handled_seq = 0
+        self.stream = InOrder(REORDER_WINDOW)
         self.problems = ProblemLog("saver")
         self.frames_received = 0
+        self.frames_discarded = 0  # frames of re-recorded (or abandoned) episodes: not meant to be committed
+        self.frames_partial = 0  # frames left in the spool of an episode the recorder never ended
+        self.frames_failed = 0  # frames of episodes whose synchronous save failed (they stay in the spool)
+        self.frames_from_stop_note = 0  # frames dora dropped at STOP, taken from the recorder's note instead
         self.episodes_queued = 0
         self.episodes_discarded = 0
+        self.episodes_at_open = 0
         self.frames_at_open = 0
         self.sync_failed = 0
         self.last_error: str | None = None
         self.fatal: str | None = None
+        self.errors: list[str] = []  # the session's outcome: empty = every received frame committed
+        self.finish_reason: str | None = None
         self.draining = False
         self.done = False
+        self.recorder_gone = False
+        self._done_ns = 0
+        self._held_at_tick: int | None = None
+        self._acked = 0
         self._closed_writer_status: dict | None = None  # the async saver's counters, kept past close()
         self._was_async = False
         self._last_status_ns = 0
 
+    @property
+    def should_exit(self) -> bool:
+        """Done, and the recorder has taken the final acknowledgement (or had long enough to)."""
+        return self.done and (self.recorder_gone or self.finish_reason == "stop"
+                              or self._clock_ns() - self._done_ns >= LINGER_NS)
+
+    @property
+    def handled_seq(self) -> int:
+        return self.stream.handled
+
     # ------------------------------------------------------------------ events
+
+    def on_input(self, input_id: str, value: object, metadata: dict | None) -> None:
+        if input_id == "episode":
+            self.on_episode(value, metadata)
+        elif input_id == "tick":
+            self.on_tick()
+        else:
+            self.problems.report("unknown input", f"input id {input_id!r} is not part of the saver's contract")
+
+    def on_closed(self, input_id: str) -> None:
+        if input_id == "episode":
+            self.recorder_gone = True
+            self.finish("closed")  # no-op after `finish`; otherwise the recorder crashed
 
     def on_episode(self, value: object, metadata: dict | None) -> None:
         try:
             msg = decode_episode(value, metadata)
         except MessageError as exc:
-            self.problems.report("episode", exc)
+            self.problems.report("malformed", exc)
             return
-        self.seq.see(msg.seq)
-        try:
+        before = self.stream.duplicates
+        released = self.stream.push(msg.seq, msg)
+        if self.stream.duplicates > before:
+            self.problems.report("duplicate", f"message {msg.seq} ({msg.kind}) arrived twice; the copy is dropped")
+        self._handle_all(released)
+
+    def on_tick(self) -> None:
+        # A message still missing a tick later is lost: handle what waited for it.
+        if self.stream.held and self._held_at_tick == self.stream.next_seq:
+            self._handle_all(self.stream.give_up())
+        self._held_at_tick = self.stream.next_seq if self.stream.held else None
+        self.publish_status()
+
+    def _handle_all(self, messages: list[EpisodeMsg]) -> None:
+        control = False
+        for msg in messages:
+            control |= msg.kind != "frame"
             if msg.kind == "frame":
                 self._on_frame(msg)
             elif msg.kind == "begin":
@@ -133,14 +201,12 @@ class Saver:
             elif msg.kind == "discard":
                 self._on_discard(msg)
             else:
-                self.finish()
-        finally:
-            self.handled_seq = max(self.handled_seq, msg.seq)
-        if msg.kind != "frame" or self._clock_ns() - self._last_status_ns >= STATUS_INTERVAL_NS:
+                self.finish("finish")
+        if self.done:
+            return
+        due = self.handled_seq - self._acked >= ACK_EVERY or self._clock_ns() - self._last_status_ns >= STATUS_INTERVAL_NS
+        if messages and (control or due):
             self.publish_status()
-
-    def on_tick(self) -> None:
-        self.publish_status()
 
     def _on_begin(self, msg: EpisodeMsg) -> None:
         if self.fatal:
@@ -153,7 +219,9 @@ class Saver:
                 self._say(f"[saver] ✗ {self.fatal}")
                 return
             self.layout = msg.layout
+            clear_stop_note(self.ds.root)  # a note left by an earlier session says nothing about this one
             self.frames_at_open = self.ds.num_frames
+            self.episodes_at_open = self.ds.num_episodes
             self._say(f"[saver] recording into {self.ds.root} ({self.ds.num_episodes} episodes already there)")
         elif msg.layout != self.layout:
             self.problems.report("begin", f"episode {msg.episode_index} layout {msg.layout} differs from {self.layout}")
@@ -161,6 +229,7 @@ class Saver:
             return
         if self.ds.episode_buffer is not None:  # an episode that never got its end/discard
             self.problems.report("begin", f"episode {self.episode} had no end; its frames are discarded")
+            self.frames_discarded += self.ds.episode_buffer.num_frames
             self.ds.clear_episode_buffer()
         self.episode = msg.episode_index
         self.task = msg.task
@@ -171,6 +240,10 @@ class Saver:
             return
         if msg.layout != self.layout:
             self.problems.report("frame", f"frame {msg.frame_index} layout differs from the episode's")
+            return
+        have = self.ds.episode_buffer.num_frames if self.ds.episode_buffer is not None else 0
+        if msg.frame_index < have:
+            self.problems.report("duplicate frame", f"episode {msg.episode_index} frame {msg.frame_index} is already stored")
             return
         frame = {fmt.STATE_KEY: msg.state, fmt.ACTION_KEY: msg.action}
         frame.update({fmt.IMAGE_KEY_PREFIX + cam: img for cam, img in msg.images.items()})
@@ -192,49 +265,132 @@ class Saver:
             self.problems.report("end", f"end of episode {msg.episode_index} that has no frames here")
             return
         self.episode = None
+        self._save_episode(f"episode {msg.episode_index}", EpisodeTiming.from_metadata(msg.timing))
+
+    def _save_episode(self, what: str, timing: EpisodeTiming | None = None) -> None:
+        frames = self.ds.episode_buffer.num_frames
         try:
             index = self.ds.save_episode()
         except Exception as exc:  # synchronous commit failed: the episode's frames stay in the spool
             self.sync_failed += 1
-            self.last_error = f"episode {msg.episode_index}: {exc}"
+            self.frames_failed += frames
+            self.last_error = f"{what}: {exc}"
             self._say(f"[saver] ✗ save failed: {self.last_error}")
             return
         self.episodes_queued += 1
+        if timing is not None:
+            append_timing(self.ds.root, index, timing)
         self._say(f"[AsyncEpisodeSaver] ✓ Queued episode {index}" if self.ds.async_saver is not None
                   else f"[saver] ✓ Saved episode {index}")
 
     def _on_discard(self, msg: EpisodeMsg) -> None:
-        if self.ds is not None:
+        if self.ds is not None and self.ds.episode_buffer is not None:
+            self.frames_discarded += self.ds.episode_buffer.num_frames
             self.ds.clear_episode_buffer()
         self.episode = None
         self.episodes_discarded += 1
 
-    def finish(self) -> None:
-        """Drain every pending save, close the dataset, publish the final status."""
-        if self.done:
+    # ------------------------------------------------------------------ the end of the session
+
+    def finish(self, reason: str = "finish") -> None:
+        """End the session: settle the open episode by `reason`, drain pending saves, close, judge.
+
+        reason: "finish" (the recorder's last message), "stop" (dora's STOP), "closed" (the
+        recorder's stream closed without `finish`).
+        """
+        if self.done or self.draining:
             return
         self.draining = True
-        pending = self._writer_status().get("pending_tasks", 0)
-        if pending:
-            self._say(f"Waiting for {pending} pending saves...")
-        self.publish_status()
-        if self.ds is not None:
-            self.ds.wait_for_save_completion()
-            self._closed_writer_status = self._writer_status()
-            self._was_async = self.ds.async_saver is not None
-            self.ds.close()
-            self._closed_writer_status.update(self.ds.storage_status())  # what close() left in the spool
-            self.fatal = self.fatal or self._closed_writer_status.get("saving_stopped")  # exit non-zero
+        self.finish_reason = reason
+        if reason == "stop":
+            self._take_stop_note()
+        self._handle_all(self.stream.give_up())  # what waited for a lost message is handled now
+        self._settle_open_episode(reason)
+        self._drain()
         self.done = True
+        self._done_ns = self._clock_ns()
+        self._judge()
         s = self.status()
         self._say(f"Save stats: queued={s['queued']} completed={s['completed']} failed={s['failed']}")
         self._say(f"[saver] frames received {s['frames_received']}, committed {s['frames_committed']}, "
-                  f"sequence gaps {s['sequence_gaps']}, rejected {s['rejected'] or 0}")
-        if s["frames_recoverable"]:  # issue 10: not committed, kept in the spool, and how to get them back
+                  f"discarded {s['frames_discarded']}, kept in the spool {s['frames_kept_in_spool']}; "
+                  f"sequence gaps {s['sequence_gaps']}, duplicates {s['duplicates']}, reordered {s['reordered']}, "
+                  f"rejected {s['rejected'] or 0}")
+        if s["frames_recoverable"]:  # not committed, kept in the spool, and how to get them back
             self._say(f"[saver] ✗ {s['frames_recoverable']} frames not committed, kept for recovery: "
                       f"{', '.join(s['recoverable'])} — opening the dataset again commits the saved episodes; "
-                      f"incomplete ones: python scripts/recover_episodes.py {s['root']} --include-partial")
+                      f"incomplete ones: {recover_command(s['root'])}")
+        for error in self.errors:
+            self._say(f"[saver] ✗ {error}")
         self.publish_status()
+
+    def _settle_open_episode(self, reason: str) -> None:
+        buffer = self.ds.episode_buffer if self.ds is not None else None
+        if buffer is None or buffer.num_frames == 0:
+            return
+        what = f"episode {self.episode} in progress ({buffer.num_frames} frames)"
+        self.episode = None
+        if reason == "stop":  # the recorder cannot send `end` after STOP: what it recorded is kept
+            self._say(f"[saver] stop: saving {what}; if this process is killed first, commit it with: "
+                      f"{recover_command(self.ds.root)}")
+            self._save_episode(what)
+            return
+        self.frames_partial += buffer.num_frames
+        self.errors.append(f"the recorder's stream ended ({reason}) in the middle of {what}: its frames stay in "
+                           f"{buffer.path}; commit them with: {recover_command(self.ds.root)}")
+
+    def _take_stop_note(self) -> None:
+        """Messages the recorder sent before its STOP that dora dropped come from its note on disk."""
+        if self.ds is None:
+            return
+        messages = take_stop_note(self.ds.root, STOP_NOTE_WAIT_S)
+        if messages is None:
+            self.errors.append(f"the recorder left no note of its unacknowledged messages within {STOP_NOTE_WAIT_S:g} s "
+                               "of STOP: whether every recorded frame arrived cannot be confirmed")
+            return
+        before = self.frames_received
+        for value, metadata in sorted(messages, key=lambda m: m[1]["seq"]):
+            if metadata["seq"] > self.handled_seq and metadata.get("kind") != "finish":
+                self.on_episode(value, metadata)
+        self.frames_from_stop_note = self.frames_received - before
+        if self.frames_from_stop_note:
+            self._say(f"[saver] stop: {self.frames_from_stop_note} frames dora dropped at STOP taken from the "
+                      "recorder's note")
+
+    def _drain(self) -> None:
+        if self.ds is None:
+            return
+        pending = self._writer_status().get("pending_tasks", 0)
+        if pending:
+            self._say(f"Waiting for {pending} pending saves...")
+        deadline = time.monotonic() + self.drain_timeout_s
+        while not self.ds.wait_for_save_completion(timeout=DRAIN_POLL_S):
+            self.publish_status()  # the recorder sees the saver alive while it drains
+            if time.monotonic() > deadline:
+                self.errors.append(f"saves still pending after {self.drain_timeout_s:.0f} s; their episodes stay "
+                                   f"in the spool and are committed by: {recover_command(self.ds.root)}")
+                break
+        self._closed_writer_status = self._writer_status()
+        self._was_async = self.ds.async_saver is not None
+        self.ds.close(timeout=DRAIN_POLL_S)
+        self._closed_writer_status.update(self.ds.storage_status())  # what close() left in the spool
+        self.fatal = self.fatal or self._closed_writer_status.get("saving_stopped")  # exit non-zero
+
+    def _judge(self) -> None:
+        s = self.status()
+        if self.fatal:
+            self.errors.insert(0, self.fatal)
+        if s["sequence_gaps"]:
+            self.errors.append(f"{s['sequence_gaps']} messages of the recorder's stream never arrived (sequence gaps)")
+        if s["failed"]:
+            self.errors.append(f"{s['failed']} episode saves failed ({s['last_error']}); their frames stay in the "
+                               f"spool; commit them with: {recover_command(s['root'])}")
+        if s.get("pack_error"):  # v3.0: committed into the store, not yet in LeRobot's files
+            self.errors.append(s["pack_error"])
+        lost = s["frames_received"] - s["frames_committed"] - s["frames_discarded"] - s["frames_kept_in_spool"]
+        if lost:
+            self.errors.append(f"{lost} received frames were not committed (received {s['frames_received']}, "
+                               f"committed {s['frames_committed']}, discarded {s['frames_discarded']})")
 
     # ------------------------------------------------------------------ status
 
@@ -246,7 +402,6 @@ class Saver:
     def status(self) -> dict:
         w = self._writer_status()
         is_async = self._was_async or (self.ds is not None and self.ds.async_saver is not None)
-        committed = (self.ds.num_episodes if self.ds is not None else 0)
         return {
             "queue_depth": w.get("queue_size", 0),
             "pending": w.get("pending_tasks", 0),
@@ -259,11 +414,23 @@ class Saver:
             **{k: w.get(k) for k in STORAGE_STATUS_KEYS},
             "frames_received": self.frames_received,
             "frames_committed": (self.ds.num_frames - self.frames_at_open) if self.ds is not None else 0,
-            "episodes_committed": committed,
+            "frames_discarded": self.frames_discarded,
+            "frames_partial": self.frames_partial,
+            "frames_failed": self.frames_failed,
+            # What stays in the spool, for recovery: the writer's own count once it knows (held and
+            # incomplete episodes), else what this node saw left there (partial or failed episodes).
+            "frames_kept_in_spool": max(self.frames_partial + self.frames_failed, w.get("frames_recoverable") or 0),
+            "pack_error": w.get("pack_error"),
+            "frames_from_stop_note": self.frames_from_stop_note,
+            "episodes_committed": (self.ds.num_episodes - self.episodes_at_open) if self.ds is not None else 0,
             "episodes_discarded": self.episodes_discarded,
-            "sequence_gaps": self.seq.gaps,
+            "sequence_gaps": self.stream.gaps,
+            "duplicates": self.stream.duplicates,
+            "reordered": self.stream.reordered,
             "handled_seq": self.handled_seq,
             "rejected": dict(self.problems.counts),
+            "errors": list(self.errors),
+            "finish_reason": self.finish_reason,
             "draining": self.draining,
             "done": self.done,
             "root": str(self.ds.root) if self.ds is not None else None,
@@ -271,4 +438,5 @@ class Saver:
 
     def publish_status(self) -> None:
         self._last_status_ns = self._clock_ns()
+        self._acked = self.handled_seq
         self._emit("status", encode_status(self.status()), {})
