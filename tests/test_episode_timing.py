@@ -47,7 +47,8 @@ def test_lerobot_reads_a_dataset_with_the_timing_side_file(tmp_path, monkeypatch
 
     layout = EpisodeLayout(list(SO101_JOINT_NAMES), {"top": (48, 64)})
     root = tmp_path / "local" / "timed"
-    saver = Saver(SaverConfig(root=str(root), vcodec="libx264").open_dataset, lambda *a: None, say=lambda s: None)
+    saver = Saver(SaverConfig(root=str(root), vcodec="libx264", dataset_version="v2.1").open_dataset, lambda *a: None,
+                  say=lambda s: None)  # LeRobot 0.3 (v2.1) here; the v3.0 e2e loads with 0.4 beside the same file
     seq = iter(range(1, 100))
     saver.on_episode(*encode_episode_control("begin", next(seq), 0, "t", layout))
     for i in range(5):

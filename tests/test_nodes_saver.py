@@ -161,7 +161,7 @@ def test_duplicates_are_dropped_and_swapped_frames_put_back_in_order(tmp_path):
     status = s.saver.status()
     assert status["frames_committed"] == 6 and status["duplicates"] == 2 and status["reordered"] == 1
     assert status["sequence_gaps"] == 0 and status["rejected"] == {"duplicate": 2} and s.saver.errors == []
-    table = pq.read_table(tmp_path / "ds/data/chunk-000/episode_000000.parquet")
+    table = committed_table(tmp_path / "ds", 0)
     assert [row[0] for row in table.column("observation.state").to_pylist()] == [0, 1, 2, 3, 4, 5]
 
 
@@ -214,7 +214,7 @@ def test_at_stop_the_frames_dora_dropped_come_from_the_recorders_note(tmp_path):
     info = json.loads((tmp_path / "ds/meta/info.json").read_text())
     assert info["total_frames"] == 6 and s.saver.errors == [] and s.saver.status()["frames_from_stop_note"] == 2
     assert any("2 frames dora dropped at STOP taken from the recorder's note" in line for line in s.said)
-    table = pq.read_table(tmp_path / "ds/data/chunk-000/episode_000000.parquet")
+    table = committed_table(tmp_path / "ds", 0)
     assert [row[0] for row in table.column("observation.state").to_pylist()] == [0, 1, 2, 3, 4, 5]
 
 

@@ -336,10 +336,10 @@ class _SaverFeed:
         self.seq += 1
         self.saver.on_episode(*encode_episode_control(kind, self.seq, episode, "stack blocks", self.layout))
 
-    def frames(self, episode, n):
+    def frames(self, episode, n, first=0):
         from operating_platform.dataflow.messages import encode_episode_frame
 
-        for i in range(n):
+        for i in range(first, first + n):
             self.seq += 1
             image = np.full((64, 96, 3), i % 256, np.uint8)
             self.saver.on_episode(*encode_episode_frame(self.seq, episode, i, self.layout, np.full(6, i, np.float32),
@@ -362,7 +362,7 @@ def test_saver_node_logic_turns_a_full_disk_into_one_fatal_error_and_names_the_k
         s.control("begin", 1)
         s.frames(1, 3)
         ballast = fill_disk(disk, 0)
-        s.frames(1, 400)  # more than the reserve holds: the rest is refused, counted, said once
+        s.frames(1, 400, first=3)  # more than the reserve holds: the rest is refused, counted, said once
         status = s.saver.status()
         assert status["fatal"] and "No space left on device" in status["fatal"] and str(disk / "ds") in status["fatal"]
         assert status["free_bytes"] is not None and status["minutes_left"] == 0.0 and status["space_low"]
