@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,14 +64,25 @@ def start_dora_run(workdir: Path, dataflow: str = "dataflow.yml", env: dict[str,
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> str:
-    """The run's whole output; the process group is killed if it outlives `timeout`."""
+    """The run's whole output; the process group is killed if it outlives `timeout`.
+
+    Every wait is bounded: the output is read on a thread (a node that outlives dora can
+    hold the pipe open), and the run itself is waited for with a timeout, then killed.
+    """
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    killed = ""
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        out += f"\n[loss_free_runs] killed after {timeout:g} s\n"
-    return out
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        killed = f"\n[loss_free_runs] killed after {timeout:g} s\n"
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+    reader.join(timeout=10)
+    return "".join(chunks) + killed
 
 
 @dataclass

@@ -72,7 +72,7 @@ class DoraRun:
             self.proc.wait(timeout=timeout)
         except Exception:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            self.proc.wait(timeout=10)  # bounded too: a hung test costs CI its run
         self._reader.join(timeout=10)
         return self.proc.returncode
 
