@@ -74,6 +74,14 @@ _INFO_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def run_guarded(add, step, group: str) -> None:
+    """Run one check; a corruption no check foresaw still ends in a report (via `add`), never in a traceback."""
+    try:
+        step()
+    except Exception as e:  # noqa: BLE001 - reported as a failed check naming the step
+        add(f"{step.__name__}.error", group, "", [f"{step.__name__} could not finish: {type(e).__name__}: {e}"])
+
+
 class DatasetPathError(ValueError):
     """The path given is not something that can be validated (not a directory, bad reference)."""
 
@@ -309,11 +317,7 @@ class _Validator:
             self._guarded(step, group)
 
     def _guarded(self, step, group: str) -> None:
-        """A corruption no check foresaw must still end in a report, never in a traceback."""
-        try:
-            step()
-        except Exception as e:  # noqa: BLE001 - reported as a failed check naming the step
-            self._add(f"{step.__name__}.error", group, "", [f"{step.__name__} could not finish: {type(e).__name__}: {e}"])
+        run_guarded(self._add, step, group)
 
     @property
     def _numeric_features(self) -> list[str]:

@@ -20,7 +20,7 @@ from ..spool import spooled_episode_dirs
 from ..stats import aggregate_stats
 from ..validate import (
     GROUP_DIRS, GROUP_META, GROUP_PARQUET, GROUP_STATS, GROUP_VIDEO, GROUP_WORKING, TIMESTAMP_TOLERANCE_S,
-    Check, ValidationReport, probe_video,
+    Check, ValidationReport, probe_video, run_guarded,
 )
 from . import layout
 
@@ -71,10 +71,7 @@ class _Validator:
             (self.check_data, GROUP_PARQUET), (self.check_videos, GROUP_VIDEO), (self.check_stats, GROUP_STATS),
             (self.check_files, GROUP_DIRS), (self.check_working, GROUP_WORKING),
         ):
-            try:
-                step()
-            except Exception as e:  # noqa: BLE001 - an unforeseen corruption still ends in a report
-                self._add(f"{step.__name__}.error", group, "", [f"{step.__name__} could not finish: {type(e).__name__}: {e}"])
+            run_guarded(self._add, step, group)
 
     @property
     def video_keys(self) -> list[str]:
