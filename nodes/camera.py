@@ -2,10 +2,8 @@
 
 import os
 
-from dora import Node
-
 from operating_platform.dataflow.camera import CameraPublisher, camera_from_env
-from operating_platform.dataflow.runtime import emitter, run_events
+from operating_platform.dataflow.runtime import connect, emitter, run_events
 
 
 def main() -> None:
@@ -13,7 +11,7 @@ def main() -> None:
         source = camera_from_env()
     except Exception as exc:  # a missing device or file: one line in the node's log, not a traceback
         raise SystemExit(f"camera_{os.environ.get('CAMERA_NAME', 'camera')}: cannot start: {type(exc).__name__}: {exc}") from None
-    node = Node()
+    node = connect(f"camera_{os.environ.get('CAMERA_NAME', 'camera')}")
     camera = CameraPublisher(source, emitter(node), name=os.environ.get("CAMERA_NAME", "camera"))
     try:
         # Runs until the recorder exits (its `done` output, our `recorder_done` input, closes).
