@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from operating_platform.training.bc import BCPolicy
+from operating_platform.training.reference.bc import BCPolicy
 from operating_platform.training.hard_example_report import write_report
 from operating_platform.training.hard_examples import HardExampleTracker
 from operating_platform.training.loader import create_data_loader
-from operating_platform.training.mock import MockDataset, MockModel
+from operating_platform.training.reference.mock import MockDataset, MockModel
 from operating_platform.training.reader import LeRobotReader
 from operating_platform.training.sources import collate
 

@@ -12,11 +12,11 @@ import pytest
 from e2e_helpers import Lines
 
 from operating_platform.training.checkpoint import CheckpointError, CheckpointManager
-from operating_platform.training.harness import TrainConfig, train
+from operating_platform.training.reference.harness import TrainConfig, train
 from operating_platform.training.hard_examples import HardExampleTracker
 from operating_platform.training.loader import create_data_loader
-from operating_platform.training.mock import MockDataset, MockModel
-from operating_platform.training.optim import Adam
+from operating_platform.training.reference.mock import MockDataset, MockModel
+from operating_platform.training.reference.optim import Adam
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from training_fixtures import FailingDataset, JitteryDataset
 
 from operating_platform.training.loader import PERSISTENT_REQUIRED, DataLoaderWorkerError, create_data_loader
 from operating_platform.training.loader_state import DataLoaderStateError, state_path
-from operating_platform.training.mock import MockDataset
+from operating_platform.training.reference.mock import MockDataset
 from operating_platform.training.sources import ConcatDataset, batches_equal
 
 SMALL = dict(num_samples=37, image_hw=(8, 8), action_horizon=4, max_token_len=8)

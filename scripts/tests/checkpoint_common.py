@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from operating_platform.dataset.format import ACTION_KEY, STATE_KEY
-from operating_platform.training.config import load_config
+from operating_platform.hardware.sim_teleop import record_sim_dataset
 from operating_platform.training.loader import create_data_loader
+from operating_platform.training.reference.dataloader_config import load_config
 
 RULE = "=" * 80
 
@@ -32,13 +33,18 @@ def parse_args(description: str) -> argparse.Namespace:
     return p.parse_args()
 
 
+def record_from_simulation(root: Path, **settings) -> None:
+    print(f"  Dataset {root} not found: recording it from the simulated arm and cameras...")
+    record_sim_dataset(root, **settings)
+
+
 class LoaderFactory:
     """Loaders over one dataset with the config's settings (overridable per call)."""
 
     def __init__(self, config_name: str):
         print("Loading configuration...")
         self.config = load_config(config_name)
-        self.dataset = self.config.build_dataset()
+        self.dataset = self.config.build_dataset(record_missing=record_from_simulation)
         print(f"✓ Config loaded: {self.config.name} ({len(self.dataset)} samples)")
 
     def __call__(self, **overrides):

@@ -20,7 +20,7 @@ from test_dataloader_checkpoint_simple import run_steps as basic_steps
 
 from operating_platform.training.loader import create_data_loader
 from operating_platform.training.loader_state import DataLoaderStateError
-from operating_platform.training.mock import MockDataset
+from operating_platform.training.reference.mock import MockDataset
 from operating_platform.training.sources import batches_equal
 
 
