@@ -5,8 +5,9 @@ a v3.0 one (v30/recording.py) uses it as its durable per-episode store.
 
 Life of an episode:
   add_frame()     appends to the episode's spool on disk (and feeds the live video encoders)
-  save_episode()  seals the spool and hands it over — to the AsyncEpisodeSaver (returns at
-                  once) or, in sync mode, commits it before returning
+  save_episode()  seals the spool, gives it the next index and hands it over — to the
+                  AsyncEpisodeSaver (returns at once; it calls back `commit_saved_episode` and
+                  `abandon_saved_episode` on its thread) or, in sync mode, commits it before returning
   commit          steps in commit.py: videos + parquet staged, renamed into data/ and videos/,
                   the JSONL metadata, then info.json, the commit point; each step can fail and
                   be run again, and in-memory state follows only once info.json is written.
@@ -27,10 +28,13 @@ import itertools
 import logging
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from operating_platform.saving import AsyncEpisodeSaver, EpisodeHeld, SaveQueueStatus
 
 from . import format as fmt
 from . import space
@@ -46,8 +50,12 @@ _spool_counter = itertools.count()
 RECOVER_COMMAND = "python scripts/recover_episodes.py {root} --include-partial (or --discard-partial to drop it)"
 
 
-class SavingStoppedError(RuntimeError):
+class SavingStoppedError(EpisodeHeld):
     """An episode was kept in the spool, not committed: an earlier save failed (see `saving_stopped`)."""
+
+
+class EpisodeIndexError(RuntimeError):
+    """An episode would be committed under another index than the one it was handed over with."""
 
 
 class LeRobotDataset:
@@ -308,7 +316,7 @@ class LeRobotDataset:
         if self.async_saver is not None and self.async_saver.submit_episode(buffer, index):
             return index
         try:
-            self.commit_saved_episode(buffer)
+            self.commit_saved_episode(buffer, index)
         except SavingStoppedError:
             raise
         except Exception as e:
@@ -341,10 +349,9 @@ class LeRobotDataset:
     # ------------------------------------------------------------------ async API (reference names)
 
     def start_async_saver(self) -> None:
-        from operating_platform.saving.async_saver import AsyncEpisodeSaver
-
-        if self.async_saver is None or not self.async_saver.get_status()["is_running"]:
-            self.async_saver = AsyncEpisodeSaver(self, **self._async_settings)
+        if self.async_saver is None or not self.async_saver.is_running:
+            self.async_saver = AsyncEpisodeSaver(self.commit_saved_episode, self.abandon_saved_episode,
+                                                 **self._async_settings)
 
     def stop_async_saver(self, wait: bool = True, timeout: float | None = None) -> None:
         if self.async_saver is not None:
@@ -362,21 +369,18 @@ class LeRobotDataset:
 
     def save_episode_async(self, episode_buffer: EpisodeBuffer | None = None) -> bool:
         """Queue the current episode; False (episode untouched) when no saver is running."""
-        if self.async_saver is None or not self.async_saver.get_status()["is_running"]:
+        if self.async_saver is None or not self.async_saver.is_running:
             return False
         if episode_buffer is not None and episode_buffer is not self.episode_buffer:
             raise ValueError("save_episode_async: episode_buffer must be this dataset's current episode buffer")
         index = self.next_episode_index
         return self.async_saver.submit_episode(self.end_episode(), index)
 
+    def save_queue_status(self) -> SaveQueueStatus:
+        return self.async_saver.status() if self.async_saver is not None else SaveQueueStatus()
+
     def get_async_save_status(self) -> dict:
-        if self.async_saver is None:
-            status = {"is_running": False, "total_submitted": 0, "total_completed": 0, "total_failed": 0,
-                      "total_held": 0, "total_retries": 0, "queue_size": 0, "pending_tasks": 0, "last_error": None,
-                      "worker_alive": False}
-        else:
-            status = self.async_saver.get_status()
-        return {**status, **self.storage_status()}
+        return {**asdict(self.save_queue_status()), **self.storage_status()}
 
     def space_estimate(self) -> space.SpaceEstimate:
         """Measured again only when an episode was committed (the status asks 4 times a second)."""
@@ -473,8 +477,10 @@ class LeRobotDataset:
 
     # ------------------------------------------------------------------ committing
 
-    def commit_saved_episode(self, buffer: EpisodeBuffer, deadline: Callable[[], None] | None = None) -> None:
-        """Commit a sealed episode, or park it until its encoding batch is full (the saver's worker calls this).
+    def commit_saved_episode(self, buffer: EpisodeBuffer, index: int | None = None,
+                             deadline: Callable[[], None] | None = None) -> None:
+        """Commit a sealed episode as episode `index`, or park it until its encoding batch is full
+        (the saver's worker calls this). An `index` that is not the dataset's next raises EpisodeIndexError.
 
         Raises SavingStoppedError, keeping the episode in the spool, once an earlier save has failed.
         """
@@ -484,6 +490,12 @@ class LeRobotDataset:
                 f"kept in {buffer.path} ({buffer.num_frames} frames) behind the failed save; the next open of "
                 f"{self.root} commits it (saving stopped: {self.saving_stopped})"
             )
+        if index is not None:
+            batch = self._awaiting_batch
+            expected = self.num_episodes + (batch.index(buffer) if buffer in batch else len(batch))
+            if index != expected:
+                raise EpisodeIndexError(f"{buffer.path} was handed over as episode {index} but would be committed as "
+                                        f"episode {expected}; it is kept in the spool")
         if buffer not in self._awaiting_batch:
             self._awaiting_batch.append(buffer)
         if len(self._awaiting_batch) >= self.batch_encoding_size:
