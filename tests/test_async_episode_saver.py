@@ -55,7 +55,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _saver_for(self, ds, **kwargs) -> AsyncEpisodeSaver:
-        saver = AsyncEpisodeSaver(ds.commit_saved_episode, ds.abandon_saved_episode, **kwargs)
+        saver = AsyncEpisodeSaver(ds, **kwargs)  # the reference form: the dataset's commit and abandon steps
         self.addCleanup(saver.stop, wait=False)
         return saver
 

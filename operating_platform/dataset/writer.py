@@ -28,7 +28,7 @@ import itertools
 import logging
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,6 +56,21 @@ class SavingStoppedError(EpisodeHeld):
 
 class EpisodeIndexError(RuntimeError):
     """An episode would be committed under another index than the one it was handed over with."""
+
+
+@dataclass(frozen=True)
+class StorageStatus:
+    """Free space, minutes of recording it holds, and what is kept in the spool instead of committed."""
+
+    free_bytes: int | None = None
+    minutes_left: float | None = None
+    space_low: bool = False
+    saving_stopped: str | None = None  # why nothing more is committed this session
+    episodes_held: int = 0
+    episodes_incomplete: int = 0
+    frames_recoverable: int = 0
+    recoverable: list[str] = field(default_factory=list)
+    pack_error: str | None = None  # v3.0: committed episodes not yet packed into LeRobot's files
 
 
 class LeRobotDataset:
@@ -380,7 +395,7 @@ class LeRobotDataset:
         return self.async_saver.status() if self.async_saver is not None else SaveQueueStatus()
 
     def get_async_save_status(self) -> dict:
-        return {**asdict(self.save_queue_status()), **self.storage_status()}
+        return {**asdict(self.save_queue_status()), **asdict(self.storage_status())}
 
     def space_estimate(self) -> space.SpaceEstimate:
         """Measured again only when an episode was committed (the status asks 4 times a second)."""
@@ -390,7 +405,7 @@ class LeRobotDataset:
             self._space_estimate = (self.num_episodes, est)
         return self._space_estimate[1]
 
-    def storage_status(self) -> dict:
+    def storage_status(self) -> StorageStatus:
         """Free space, minutes of recording it holds, and whatever is kept in the spool instead of committed."""
         try:
             free = space.free_bytes(self.root)
@@ -408,16 +423,16 @@ class LeRobotDataset:
                            self.root, space.megabytes(free), minutes)
         self._warned_low_space = low
         kept = [*self.held_episodes, *self.incomplete_episodes]
-        return {
-            "free_bytes": free,
-            "minutes_left": minutes,
-            "space_low": low,
-            "saving_stopped": self.saving_stopped,
-            "episodes_held": len(self.held_episodes),
-            "episodes_incomplete": len(self.incomplete_episodes),
-            "frames_recoverable": sum(b.num_frames for b in kept),
-            "recoverable": [f"{b.path} ({b.num_frames} frames{'' if b.ended else ', incomplete'})" for b in kept],
-        }
+        return StorageStatus(
+            free_bytes=free,
+            minutes_left=minutes,
+            space_low=low,
+            saving_stopped=self.saving_stopped,
+            episodes_held=len(self.held_episodes),
+            episodes_incomplete=len(self.incomplete_episodes),
+            frames_recoverable=sum(b.num_frames for b in kept),
+            recoverable=[f"{b.path} ({b.num_frames} frames{'' if b.ended else ', incomplete'})" for b in kept],
+        )
 
     def wait_for_save_completion(self, timeout: float | None = None) -> bool:
         return self.async_saver.wait_for_completion(timeout) if self.async_saver is not None else True
@@ -462,7 +477,7 @@ class LeRobotDataset:
             logger.error(
                 "%s: saving stopped (%s); %d frames are not in the dataset but kept in the spool: %s — the next open "
                 "of the dataset commits the saved episodes%s",
-                self.root, self.saving_stopped, kept["frames_recoverable"], ", ".join(kept["recoverable"]),
+                self.root, self.saving_stopped, kept.frames_recoverable, ", ".join(kept.recoverable),
                 f"; keep the incomplete one with: {RECOVER_COMMAND.format(root=self.dataset_root)}"
                 if self.incomplete_episodes else "",
             )

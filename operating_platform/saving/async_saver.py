@@ -99,13 +99,17 @@ class _Task:
 class AsyncEpisodeSaver:
     def __init__(
         self,
-        commit: CommitFn,
-        abandon: AbandonFn,
+        commit: CommitFn | Any,
+        abandon: AbandonFn | None = None,
         max_queue_size: int = 10,
         save_timeout: float = 300.0,
         max_retries: int = 3,
         retry_backoff_s: float = 0.5,
     ):
+        """`AsyncEpisodeSaver(commit, abandon, ...)`; the reference form `AsyncEpisodeSaver(dataset, ...)`
+        takes the two from what has them (`commit_saved_episode`, `abandon_saved_episode`)."""
+        if abandon is None:
+            commit, abandon = commit.commit_saved_episode, commit.abandon_saved_episode
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {max_queue_size}")
         if max_retries < 0:
