@@ -27,8 +27,8 @@ import psutil
 from operating_platform.core.config import parse_config
 from operating_platform.core.dataflow import write_dataflow
 from operating_platform.core.launcher import DoraLauncher, join_as_keyboard
+from operating_platform.dataflow.messages import MessageError, RecorderStatus, SaverStatus, decode_status
 from operating_platform.dataflow.runtime import node_logs_to
-from operating_platform.dataflow.messages import MessageError, decode_status
 
 NODE_SCRIPTS = ("camera", "arm", "recorder", "saver")
 
@@ -37,8 +37,8 @@ NODE_SCRIPTS = ("camera", "arm", "recorder", "saver")
 class Session:
     mode: str
     wall_s: float = 0.0
-    recorder: dict = field(default_factory=dict)
-    saver: dict = field(default_factory=dict)
+    recorder: RecorderStatus = field(default_factory=RecorderStatus)
+    saver: SaverStatus = field(default_factory=SaverStatus)
     ended_at: list[float] = field(default_factory=list)  # when the recorder reported each episode ended
     committed_at: list[float] = field(default_factory=list)  # when info.json first counted it
     rss_by_episode: dict[str, list[int]] = field(default_factory=dict)  # node -> peak RSS per episode
@@ -100,18 +100,18 @@ def run_session(mode: str, args, workdir: Path) -> Session:
 def watch(node, session: Session, root: Path, args) -> None:
     procs: dict[str, psutil.Process] = {}
     last_rss = 0.0
-    while not session.saver.get("done"):
+    while not session.saver.done:
         event = node.next(timeout=0.05)
         if event is None:
             break
         now = time.monotonic()
         if event["type"] == "INPUT":
             try:
-                status = decode_status(event["value"])
+                status = decode_status(event["value"], RecorderStatus if event["id"] == "recorder_status" else SaverStatus)
             except MessageError:
                 continue
             if event["id"] == "recorder_status":
-                saved = status.get("episodes_recorded", 0)
+                saved = status.episodes_recorded
                 session.ended_at += [now] * (saved - len(session.ended_at))
                 session.recorder = status
             else:
@@ -121,7 +121,7 @@ def watch(node, session: Session, root: Path, args) -> None:
         if now - last_rss >= 0.25:
             last_rss = now
             procs = procs if len(procs) >= 6 else node_processes(str(root.resolve()))
-            episode = min(session.recorder.get("episodes_recorded", 0), args.episodes - 1)
+            episode = min(session.recorder.episodes_recorded, args.episodes - 1)
             for name, proc in procs.items():
                 try:
                     rss = proc.memory_info().rss
@@ -142,25 +142,25 @@ def report(sessions: dict[str, Session], args) -> None:
     rows = {}
     for mode, s in sessions.items():
         r, sv = s.recorder, s.saver
-        response = r.get("save_response_ms", [])
+        response = r.save_response_ms
         lag = [c - e for e, c in zip(s.ended_at, s.committed_at)]
         wait_s = float(np.mean(response)) / 1e3 if response else 0.0
         per_episode_s = args.episode_time_s + args.reset_time_s + wait_s
         rows[mode] = {
             "save response p50 ms": pct(response, 50),
             "save response p99 ms": pct(response, 99),
-            "frames captured": r.get("frames_kept", 0),
-            "frames saved": sv.get("frames_committed", 0),
-            "dropped": r.get("frames_kept", 0) - sv.get("frames_committed", 0),
-            "sequence gaps": sv.get("sequence_gaps", 0),
-            "stale samples skipped": r.get("stale_skips", 0),
+            "frames captured": r.frames_kept,
+            "frames saved": sv.frames_committed,
+            "dropped": r.frames_kept - sv.frames_committed,
+            "sequence gaps": sv.sequence_gaps,
+            "stale samples skipped": r.stale_skips,
             "episodes per 10 min": 600 / per_episode_s,
             "end -> committed p50 s": pct(lag, 50),
             "end -> committed max s": max(lag) if lag else float("nan"),
             "saver CPU s per recorded s": s.saver_cpu_s / recorded_s,
-            "longest hand-over to saver ms": r.get("send_max_ms", float("nan")),
+            "longest hand-over to saver ms": r.send_max_ms,
             "session wall s": s.wall_s,
-            "saves completed/failed": f"{sv.get('completed', 0)}/{sv.get('failed', 0)}",
+            "saves completed/failed": f"{sv.completed}/{sv.failed}",
         }
     print(f"\n== {args.episodes} episodes x {args.episode_time_s:g} s, reset {args.reset_time_s:g} s, "
           f"2 cameras 640x480 @ 30 fps, vcodec {args.vcodec} ==")

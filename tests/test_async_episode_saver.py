@@ -28,21 +28,22 @@ from operating_platform.dataset.video import decode_video_frames  # noqa: E402
 from operating_platform.saving import AsyncEpisodeSaver  # noqa: E402
 
 
-class GatedDataset(LeRobotDataset):
-    """A real dataset whose background commits wait for `gate`: lets a test hold saves pending."""
+class Gated:
+    """A real dataset (no saver of its own) and a commit step that waits for `gate`: holds saves pending."""
 
-    gate: threading.Event
+    def __init__(self, root: Path, **kwargs):
+        self.ds = create(root, use_async_saver=False, **kwargs)
+        self.gate = threading.Event()
 
-    def commit_saved_episode(self, buffer, deadline=None):
+    def commit(self, buffer, index, deadline):
         self.gate.wait(30)
-        return super().commit_saved_episode(buffer, deadline)
+        self.ds.commit_saved_episode(buffer, index, deadline)
 
-
-def gated(root: Path, **kwargs) -> GatedDataset:
-    ds = create(root, use_async_saver=False, **kwargs)
-    ds.__class__ = GatedDataset
-    ds.gate = threading.Event()
-    return ds
+    def saver(self, test: unittest.TestCase, **kwargs) -> AsyncEpisodeSaver:
+        saver = AsyncEpisodeSaver(self.commit, self.ds.abandon_saved_episode, **kwargs)
+        test.addCleanup(saver.stop, wait=False)
+        test.addCleanup(self.gate.set)
+        return saver
 
 
 class AsyncEpisodeSaverTest(unittest.TestCase):
@@ -54,7 +55,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _saver_for(self, ds, **kwargs) -> AsyncEpisodeSaver:
-        saver = AsyncEpisodeSaver(ds, **kwargs)
+        saver = AsyncEpisodeSaver(ds, **kwargs)  # the reference form: the dataset's commit and abandon steps
         self.addCleanup(saver.stop, wait=False)
         return saver
 
@@ -84,13 +85,13 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
 
     def test_concurrent_queue_saves(self):
         """Episodes queued while earlier ones are still saving all land, in index order, intact."""
-        ds = gated(self.root)
-        saver = self._saver_for(ds, max_queue_size=10)
+        g = Gated(self.root)
+        ds, saver = g.ds, g.saver(self, max_queue_size=10)
         for ep in range(5):
             record_episode(ds, ep, 6 + ep)
             self.assertTrue(saver.submit_episode(ds.end_episode(), ep))
         self.assertEqual(saver.get_status()["pending_tasks"], 5)
-        ds.gate.set()
+        g.gate.set()
         self.assertTrue(saver.wait_for_completion(timeout=60))
         for ep in range(5):
             np.testing.assert_array_equal(committed_states(self.root, ep), expected_states_for(ep, 6 + ep))
@@ -99,8 +100,8 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
     def test_deep_copy_isolation(self):
         """What was submitted cannot change: frames are copied out at add_frame and the
         sealed buffer refuses further writes; the caller's later mutations don't leak in."""
-        ds = gated(self.root)
-        saver = self._saver_for(ds)
+        g = Gated(self.root)
+        ds, saver = g.ds, g.saver(self)
         frames = [make_frame(0, i) for i in range(8)]
         for f in frames:
             ds.add_frame(f, task="pick the cube")
@@ -113,7 +114,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
             buffer.add_frame(make_frame(0, 99), task="pick the cube")
         self.assertIsNone(ds.episode_buffer)
         record_episode(ds, 1, 4)  # next episode goes to a fresh buffer
-        ds.gate.set()
+        g.gate.set()
         self.assertTrue(saver.wait_for_completion(timeout=60))
         np.testing.assert_array_equal(committed_states(self.root, 0), expected_states_for(0, 8))
         video = decode_video_frames(self.root / "videos/chunk-000/observation.images.top/episode_000000.mp4")
@@ -123,8 +124,8 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
 
     def test_queue_full_handling(self):
         """A full queue blocks the caller with a visible warning; nothing is dropped or reordered."""
-        ds = gated(self.root)
-        saver = self._saver_for(ds, max_queue_size=1)
+        g = Gated(self.root)
+        ds, saver = g.ds, g.saver(self, max_queue_size=1)
         record_episode(ds, 0, 3)
         saver.submit_episode(ds.end_episode(), 0)  # taken by the worker (blocked on the gate)
         time.sleep(0.2)
@@ -138,7 +139,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
             t.start()
             time.sleep(0.3)
             self.assertFalse(returned.is_set(), "submit must wait for a free slot, not drop")
-            ds.gate.set()
+            g.gate.set()
             t.join(30)
         self.assertTrue(returned.is_set())
         self.assertTrue(any("Save queue full" in line for line in logs.output))
@@ -149,36 +150,35 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
             np.testing.assert_array_equal(committed_states(self.root, ep), expected_states_for(ep, 3))
 
     def test_wait_all_complete(self):
-        ds = gated(self.root)
-        saver = self._saver_for(ds)
+        g = Gated(self.root)
+        ds, saver = g.ds, g.saver(self)
         for ep in range(3):
             record_episode(ds, ep, 4)
             saver.submit_episode(ds.end_episode(), ep)
         self.assertFalse(saver.wait_for_completion(timeout=0.2))
-        ds.gate.set()
-        with self.assertLogs("AsyncEpisodeSaver", level="INFO") as logs:
-            self.assertTrue(saver.wait_for_completion(timeout=60))
-        self.assertTrue(any("Waiting for" in line and "pending saves..." in line for line in logs.output))
+        self.assertEqual(saver.status().pending_tasks, 3)
+        g.gate.set()
+        self.assertTrue(saver.wait_for_completion(timeout=60))
         self.assertEqual(saver.get_status()["pending_tasks"], 0)
         self.assertEqual(ds.num_episodes, 3)
 
     def test_stop_with_pending_saves(self):
-        ds = gated(self.root)
-        saver = AsyncEpisodeSaver(ds)
+        g = Gated(self.root)
+        ds, saver = g.ds, AsyncEpisodeSaver(g.commit, g.ds.abandon_saved_episode)
         for ep in range(3):
             record_episode(ds, ep, 4)
             saver.submit_episode(ds.end_episode(), ep)
-        threading.Timer(0.3, ds.gate.set).start()
-        with self.assertLogs("AsyncEpisodeSaver", level="INFO") as logs:
-            saver.stop(wait=True, timeout=60)
-        self.assertTrue(any("Save stats: queued=3 completed=3 failed=0" in line for line in logs.output))
+        threading.Timer(0.3, g.gate.set).start()
+        self.assertTrue(saver.stop(wait=True, timeout=60))
+        status = saver.status()
+        self.assertEqual((status.total_submitted, status.total_completed, status.total_failed), (3, 3, 0))
         self.assertEqual(ds.num_episodes, 3)
         self.assertFalse(saver.get_status()["worker_alive"])
         self.assertFalse(saver.submit_episode(object(), 9), "a stopped saver refuses new work")
 
     def test_get_status(self):
-        ds = gated(self.root)
-        saver = self._saver_for(ds)
+        g = Gated(self.root)
+        ds, saver = g.ds, g.saver(self)
         status = saver.get_status()
         for key in ("is_running", "total_submitted", "total_completed", "total_failed", "queue_size",
                     "pending_tasks", "last_error", "worker_alive", "total_retries"):
@@ -188,7 +188,7 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         saver.submit_episode(ds.end_episode(), 0)
         self.assertEqual(saver.get_status()["total_submitted"], 1)
         self.assertEqual(saver.get_status()["pending_tasks"], 1)
-        ds.gate.set()
+        g.gate.set()
         saver.wait_for_completion(timeout=60)
         status = saver.get_status()
         self.assertEqual((status["total_completed"], status["pending_tasks"], status["last_error"]), (1, 0, None))
@@ -205,6 +205,103 @@ class AsyncEpisodeSaverTest(unittest.TestCase):
         self.assertEqual((r.episode_index, r.attempts, r.error), (0, 1, None))
         self.assertGreater(r.completed_at, r.submitted_at)
         self.assertEqual(saver.get_results(), [])
+
+    # ----------------------------------------------------------------- races
+
+    def test_a_submit_racing_stop_is_saved_or_refused_never_lost(self):
+        """Submits from another thread while stop() runs: each accepted episode is committed or
+        abandoned (and reported), each refused one is not touched, none lands after the stop."""
+        for trial in range(40):
+            committed, abandoned, accepted = [], [], []
+
+            def commit(buffer, index, deadline):
+                time.sleep(0.001)
+                committed.append(index)
+
+            saver = AsyncEpisodeSaver(commit, lambda buffer, error, index: abandoned.append(index), max_queue_size=2)
+
+            def submit_all():
+                for index in range(30):
+                    if saver.submit_episode(object(), index):
+                        accepted.append(index)
+
+            submitter = threading.Thread(target=submit_all)
+            submitter.start()
+            time.sleep(0.002 * (trial % 10))
+            self.assertTrue(saver.stop(wait=trial % 2 == 0, timeout=60), f"trial {trial}")
+            submitter.join(60)
+            self.assertFalse(submitter.is_alive())
+            self.assertEqual(accepted, list(range(len(accepted))), "once refused, every later submit is refused")
+            self.assertEqual(sorted(committed + abandoned), accepted, f"trial {trial}")
+            results = saver.get_results()
+            self.assertEqual([r.episode_index for r in results], accepted)
+            self.assertEqual([r.success for r in results], [i in committed for i in accepted])
+            self.assertFalse(saver.submit_episode(object(), 99))
+
+    def test_a_submit_waiting_for_a_slot_when_stop_gives_up_is_refused(self):
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        committed = []
+        saver = AsyncEpisodeSaver(lambda buffer, index, deadline: (gate.wait(30), committed.append(index)),
+                                  lambda buffer, error, index: None, max_queue_size=1)
+        self.assertTrue(saver.submit_episode(object(), 0))
+        self.assertTrue(saver.submit_episode(object(), 1))  # the worker holds 0; 1 fills the queue
+        outcome = []
+        waiting = threading.Thread(target=lambda: outcome.append(saver.submit_episode(object(), 2)))
+        waiting.start()
+        time.sleep(0.3)
+        self.assertEqual(outcome, [], "a full queue blocks the submit")
+        self.assertFalse(saver.stop(wait=True, timeout=0.5), "the saves cannot finish while the commit hangs")
+        waiting.join(30)
+        self.assertEqual(outcome, [False], "refused once the stop sentinel is queued, not put after it")
+        gate.set()
+        deadline = time.monotonic() + 60
+        while len(committed) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(committed, [0, 1], "what was accepted before the stop is still saved")
+        self.assertEqual(saver.status().total_submitted, 2)
+
+    def test_stop_takes_at_most_its_timeout(self):
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        saver = AsyncEpisodeSaver(lambda buffer, index, deadline: gate.wait(30), lambda buffer, error, index: None)
+        for index in range(3):
+            saver.submit_episode(object(), index)
+        started = time.monotonic()
+        self.assertFalse(saver.stop(wait=True, timeout=2.0))
+        elapsed = time.monotonic() - started
+        self.assertGreaterEqual(elapsed, 2.0)
+        self.assertLess(elapsed, 3.5, "one timeout for the drain and the join together, not one each")
+
+    def test_the_index_save_episode_returns_is_the_index_committed(self):
+        ds = create(self.root, use_async_saver=True)
+        returned = []
+        for take in range(5):
+            record_episode(ds, take, 3 + take)
+            if take == 2:
+                ds.clear_episode_buffer()  # re-recorded: no index used
+                continue
+            returned.append(ds.save_episode())
+        self.assertTrue(ds.wait_for_save_completion(timeout=60))
+        results = ds.get_async_save_results()
+        ds.close()
+        self.assertEqual(returned, [0, 1, 2, 3])
+        self.assertEqual([r["episode_index"] for r in results], returned)
+        episodes = [json.loads(line) for line in (self.root / "meta/episodes.jsonl").read_text().splitlines()]
+        self.assertEqual([(e["episode_index"], e["length"]) for e in episodes], [(0, 3), (1, 4), (2, 6), (3, 7)])
+
+    def test_a_commit_under_another_index_is_refused_and_the_frames_kept(self):
+        from operating_platform.dataset.writer import EpisodeIndexError
+
+        ds = create(self.root)
+        record_episode(ds, 0, 4)
+        buffer = ds.end_episode()
+        with self.assertRaisesRegex(EpisodeIndexError, "handed over as episode 3 but would be committed as episode 0"):
+            ds.commit_saved_episode(buffer, 3)
+        self.assertEqual(ds.num_episodes, 0)
+        self.assertTrue(buffer.path.exists())
+        ds.commit_saved_episode(buffer, 0)
+        self.assertEqual(ds.num_episodes, 1)
 
     # ----------------------------------------------------------------- failures
 

@@ -2,15 +2,19 @@
 the drain messages operators look for are printed, malformed status is ignored."""
 
 import io
+import json
 import re
 import time
+from dataclasses import asdict
+from types import SimpleNamespace
 
 import pyarrow as pa
+import pytest
 
 from operating_platform.core.console import Console, ConsoleState, key_feedback
 from operating_platform.core.progress import StartupProgress
 from operating_platform.dataflow.keyboard import ScriptedKeys, parse_key_script
-from operating_platform.dataflow.messages import decode_key, encode_status
+from operating_platform.dataflow.messages import RecorderStatus, SaverStatus, decode_key, encode_status
 
 
 class EventSource:
@@ -30,7 +34,8 @@ class EventSource:
 
 
 def status(input_id, **fields):
-    return {"type": "INPUT", "id": input_id, "value": encode_status(fields), "metadata": {}}
+    record = RecorderStatus(**fields) if input_id == "recorder_status" else SaverStatus(**fields)
+    return {"type": "INPUT", "id": input_id, "value": encode_status(record), "metadata": {}}
 
 
 def test_scripted_exit_drains_and_reports():
@@ -76,11 +81,11 @@ def test_a_saver_that_cannot_save_stops_the_session():
 
 
 def test_status_line_wording_at_the_last_episode_and_at_the_end():
-    state = ConsoleState(recorder={"phase": "saving", "episode": 3, "num_episodes": 3})
+    state = ConsoleState(recorder=RecorderStatus(phase="saving", episode=3, num_episodes=3))
     assert state.line().startswith("episode 3/3 saving |")
-    state = ConsoleState(recorder={"phase": "done", "episodes_saved": 3, "episode": 3, "num_episodes": 3})
+    state = ConsoleState(recorder=RecorderStatus(phase="done", episodes_saved=3, episode=3, num_episodes=3))
     assert state.line().startswith("done: 3 episodes recorded |")
-    assert ConsoleState(recorder={"phase": "done", "episodes_saved": 1}).line().startswith("done: 1 episode recorded |")
+    assert ConsoleState(recorder=RecorderStatus(phase="done", episodes_saved=1)).line().startswith("done: 1 episode recorded |")
 
 
 def test_every_key_is_answered_at_once_even_when_it_does_nothing():
@@ -92,9 +97,9 @@ def test_every_key_is_answered_at_once_even_when_it_does_nothing():
     assert "recording into /data/x — keys: n save, r re-record, p proceed, e exit" in text
     assert "p: nothing to proceed from while recording" in text and "n: ending episode 2 and saving it" in text
     assert node.sent == [("key", "p"), ("key", "n")]
-    assert key_feedback("p", ConsoleState(recorder={"phase": "resetting", "episode": 2, "num_episodes": 3})) == \
+    assert key_feedback("p", ConsoleState(recorder=RecorderStatus(phase="resetting", episode=2, num_episodes=3))) == \
         "p: reset pause skipped, episode 3 starts"
-    assert key_feedback("r", ConsoleState(recorder={"phase": "recording", "episode": 0})) == \
+    assert key_feedback("r", ConsoleState(recorder=RecorderStatus(phase="recording", episode=0))) == \
         "r: discarding episode 1; it is recorded again"
 
 
@@ -145,3 +150,20 @@ def test_a_clean_session_has_no_problems_and_a_vanished_saver_is_one():
         status("recorder_status", phase="done", frames_kept=30, errors=["the saver exited (its status stream closed)"]),
     ]), ScriptedKeys([]), out=io.StringIO(), interactive=False).run()
     assert gone.problems()[0].startswith("the saver never reported its end") and len(gone.problems()) == 2
+
+
+def test_a_renamed_status_field_fails_loudly_instead_of_showing_0():
+    renamed = asdict(SaverStatus(done=True, frames_committed=90))
+    renamed["frames_saved"] = renamed.pop("frames_committed")
+    out = io.StringIO()
+    state = Console(EventSource([
+        status("recorder_status", phase="done", frames_kept=90),
+        {"type": "INPUT", "id": "saver_status", "value": pa.array([json.dumps(renamed)]), "metadata": {}},
+    ]), ScriptedKeys([]), out=out, interactive=False).run()
+    assert "ignored malformed saver_status: status: SaverStatus has no field frames_saved" in out.getvalue()
+    assert not state.finished, "a status the console cannot read is not taken for a finished save"
+    # The console renders fields: a record lacking one it shows is an error, never a silent 0.
+    fields = {k: v for k, v in asdict(SaverStatus(done=True)).items() if k != "frames_committed"}
+    state.saver = SimpleNamespace(**fields, frames_saved=90)
+    with pytest.raises(AttributeError, match="frames_committed"):
+        state.problems()

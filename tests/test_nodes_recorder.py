@@ -7,6 +7,8 @@ import pyarrow as pa
 import pytest
 
 from operating_platform.dataflow.messages import (
+    RecorderStatus,
+    SaverStatus,
     decode_episode,
     decode_status,
     encode_image,
@@ -35,7 +37,7 @@ class Rig:
         self.saver_status()  # the saver is up
 
     def saver_status(self, handled=0, **fields):
-        self.send("saver_status", encode_status({"handled_seq": handled, **fields}))
+        self.send("saver_status", encode_status(SaverStatus(handled_seq=handled, **fields)))
 
     def ack(self, upto=None):
         """What a saver that keeps up would say: everything handled, every ended episode committed."""
@@ -82,7 +84,7 @@ class Rig:
         return [m.kind for m in self.episode_stream()]
 
     def statuses(self):
-        return [decode_status(v) for o, v, m in self.out if o == "status"]
+        return [decode_status(v, RecorderStatus) for o, v, m in self.out if o == "status"]
 
 
 def test_waits_for_every_input_then_records_episodes_by_time_and_finishes():
@@ -103,9 +105,25 @@ def test_waits_for_every_input_then_records_episodes_by_time_and_finishes():
     assert np.all(frames[0].state == 1.0) and np.all(frames[0].action == 2.0), "state = follower, action = leader"
     assert frames[0].images["top"].shape == (4, 6, 3)
     status = rig.statuses()[-1]
-    assert status["phase"] == "done" and status["episodes_recorded"] == 2 and status["frames_kept"] == 10
-    assert status["episodes_saved"] == 2 and status["frames_committed"] == 10 and status["errors"] == []
-    assert len(status["save_response_ms"]) == 2 and status["staleness"]["camera_top"]["max_ms"] == 0
+    assert status.phase == "done" and status.episodes_recorded == 2 and status.frames_kept == 10
+    assert status.episodes_saved == 2 and status.frames_committed == 10 and status.errors == []
+    assert len(status.save_response_ms) == 2 and status.staleness["camera_top"]["max_ms"] == 0
+
+
+def test_the_save_response_history_is_bounded_with_its_summary_kept():
+    from operating_platform.dataflow.messages import SAVE_RESPONSE_WINDOW
+
+    episodes = SAVE_RESPONSE_WINDOW + 20
+    rig = Rig(episode_time_s=0.1, reset_time_s=0, num_episodes=episodes)
+    for _ in range(10 * episodes):
+        rig.step()
+        if rig.rec.done:
+            break
+    status = rig.statuses()[-1]
+    assert status.phase == "done" and status.episodes_recorded == episodes
+    assert len(status.save_response_ms) == SAVE_RESPONSE_WINDOW and status.save_response_count == episodes
+    assert status.save_response_max_ms >= max(status.save_response_ms)
+    assert f"save response ms max {status.save_response_max_ms:g} over {episodes} episodes" in rig.said[-1]
 
 
 def test_keys_n_r_p_e():
@@ -184,8 +202,8 @@ def test_stale_inputs_are_skipped_and_reported_and_gaps_counted():
     rig.seqs["l"] += 3  # three leader messages lost upstream
     rig.step()
     status = rig.rec.status()
-    assert status["input_gaps"]["leader"] == 3 and status["input_gaps"]["follower"] == 0
-    assert status["staleness"]["leader"]["max_ms"] == 0
+    assert status.input_gaps["leader"] == 3 and status.input_gaps["follower"] == 0
+    assert status.staleness["leader"]["max_ms"] == 0
 
 
 def test_malformed_inputs_are_rejected_counted_and_harmless():
@@ -327,7 +345,7 @@ def test_a_camera_that_closes_or_goes_silent_ends_the_session_and_keeps_the_fram
     rig.ack()
     assert rig.rec.done and len(rig.rec.errors) == 1 and "camera_top" in rig.rec.errors[0]
     assert rig.kinds()[-2:] == ["end", "finish"] and rig.rec.frames_kept >= 4
-    assert rig.rec.status()["frames_committed"] == rig.rec.frames_kept
+    assert rig.rec.status().frames_committed == rig.rec.frames_kept
 
 
 def test_inputs_that_never_arrive_end_the_session_after_start_timeout():

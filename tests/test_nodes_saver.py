@@ -11,6 +11,7 @@ import pytest
 
 from operating_platform.dataflow.messages import (
     EpisodeLayout,
+    SaverStatus,
     decode_status,
     encode_episode_control,
     encode_episode_frame,
@@ -30,7 +31,7 @@ class Stream:
     def __init__(self, root, use_async=True, resume=True, layout=LAYOUT):
         self.config = SaverConfig(root=str(root), use_async_save=use_async, resume=resume, vcodec="libx264")
         self.status_out, self.said = [], []
-        self.saver = Saver(self.config.open_dataset, lambda o, v, m: self.status_out.append(decode_status(v)),
+        self.saver = Saver(self.config.open_dataset, lambda o, v, m: self.status_out.append(decode_status(v, SaverStatus)),
                            say=self.said.append)
         self.seq = 0
         self.layout = layout
@@ -61,16 +62,16 @@ def test_episodes_are_committed_and_status_reports_everything(tmp_path):
     s.episode(1, 4)
     s.control("finish", 2)
     status = s.saver.status()
-    assert s.saver.done and status["done"]
-    assert (status["queued"], status["completed"], status["failed"]) == (2, 2, 0)
-    assert status["frames_received"] == 9 and status["frames_committed"] == 9 and status["sequence_gaps"] == 0
+    assert s.saver.done and status.done
+    assert (status.queued, status.completed, status.failed) == (2, 2, 0)
+    assert status.frames_received == 9 and status.frames_committed == 9 and status.sequence_gaps == 0
     assert any("Save stats: queued=2 completed=2 failed=0" in line for line in s.said)
     assert json.loads((tmp_path / "ds/meta/info.json").read_text())["codebase_version"] == "v3.0"  # the default
     assert [e["length"] for e in committed_episodes(tmp_path / "ds")] == [5, 4]
     table = committed_table(tmp_path / "ds", 1)
     assert table.column("observation.state").to_pylist()[3] == [3.0] * 6
     assert table.column("action").to_pylist()[3] == [-3.0] * 6
-    assert s.status_out[-1]["done"] and s.status_out[-1]["completed"] == 2
+    assert s.status_out[-1].done and s.status_out[-1].completed == 2
 
 
 def test_discarded_episode_leaves_no_trace(tmp_path):
@@ -82,7 +83,7 @@ def test_discarded_episode_leaves_no_trace(tmp_path):
     assert info["total_episodes"] == 1 and info["total_frames"] == 4
     working = [p for p in (tmp_path / "ds").rglob("*") if p.is_file() and {".spool", ".staging"} & set(p.parts)]
     assert working == []
-    assert s.saver.status()["episodes_discarded"] == 1
+    assert s.saver.status().episodes_discarded == 1
 
 
 def test_gaps_and_malformed_messages_are_counted_not_fatal(tmp_path):
@@ -102,9 +103,9 @@ def test_gaps_and_malformed_messages_are_counted_not_fatal(tmp_path):
     s.saver.on_tick()
     s.saver.on_tick()  # ...until a tick later they are given up
     status = s.saver.status()
-    assert s.saver.done and status["sequence_gaps"] == 3 + 1, "the 3 lost + the undecodable frame whose seq went unseen"
-    assert status["rejected"] == {"malformed": 2, "frame": 1, "end": 1}
-    assert status["completed"] == 1 and status["frames_committed"] == 3
+    assert s.saver.done and status.sequence_gaps == 3 + 1, "the 3 lost + the undecodable frame whose seq went unseen"
+    assert status.rejected == {"malformed": 2, "frame": 1, "end": 1}
+    assert status.completed == 1 and status.frames_committed == 3
     assert s.saver.errors == ["4 messages of the recorder's stream never arrived (sequence gaps)"]
 
 
@@ -113,7 +114,7 @@ def test_sync_and_async_write_the_same_format(tmp_path):
         s = Stream(tmp_path / mode, use_async=(mode == "async"))
         s.episode(0, 3)
         s.control("finish", 1)
-        assert s.saver.status()["completed"] == 1
+        assert s.saver.status().completed == 1
     infos = [json.loads((tmp_path / m / "meta/info.json").read_text()) for m in ("sync", "async")]
     assert infos[0] == infos[1]
     schemas = [pq.read_schema(tmp_path / m / "data/chunk-000/file-000.parquet") for m in ("sync", "async")]
@@ -133,10 +134,10 @@ def test_existing_dataset_is_resumed_or_refused_with_the_reason(tmp_path):
     refused = Stream(tmp_path / "ds", resume=False)
     refused.episode(0, 2)
     status = refused.saver.status()
-    assert "already holds a dataset" in status["fatal"] and status["frames_received"] == 0
+    assert "already holds a dataset" in status.fatal and status.frames_received == 0
     other = Stream(tmp_path / "ds", layout=EpisodeLayout(list(SO101_JOINT_NAMES), {"top": (32, 32)}))
     other.episode(0, 1)
-    assert "cannot open the dataset" in other.saver.status()["fatal"]
+    assert "cannot open the dataset" in other.saver.status().fatal
 
 
 def test_config_from_env():
@@ -159,8 +160,8 @@ def test_duplicates_are_dropped_and_swapped_frames_put_back_in_order(tmp_path):
     s.control("end", 0)
     s.control("finish", 1)
     status = s.saver.status()
-    assert status["frames_committed"] == 6 and status["duplicates"] == 2 and status["reordered"] == 1
-    assert status["sequence_gaps"] == 0 and status["rejected"] == {"duplicate": 2} and s.saver.errors == []
+    assert status.frames_committed == 6 and status.duplicates == 2 and status.reordered == 1
+    assert status.sequence_gaps == 0 and status.rejected == {"duplicate": 2} and s.saver.errors == []
     table = committed_table(tmp_path / "ds", 0)
     assert [row[0] for row in table.column("observation.state").to_pylist()] == [0, 1, 2, 3, 4, 5]
 
@@ -175,17 +176,17 @@ def test_a_frame_index_already_stored_is_rejected_and_unknown_inputs_are_counted
     s.control("end", 0)
     s.control("finish", 1)
     status = s.saver.status()
-    assert status["rejected"] == {"duplicate frame": 1, "unknown input": 1} and status["frames_committed"] == 2
+    assert status.rejected == {"duplicate frame": 1, "unknown input": 1} and status.frames_committed == 2
 
 
 def test_the_status_acknowledges_every_few_frames_and_after_every_control_message(tmp_path):
     s = Stream(tmp_path / "ds")
     s.control("begin", 0)
     s.frames(0, 9)
-    acks = [st["handled_seq"] for st in s.status_out]
+    acks = [st.handled_seq for st in s.status_out]
     assert acks[0] == 1 and acks[-1] >= 10 - 4 and all(b - a <= 4 for a, b in zip(acks, acks[1:]))
     s.control("end", 0)
-    assert s.status_out[-1]["handled_seq"] == 11
+    assert s.status_out[-1].handled_seq == 11
 
 
 def test_stop_mid_episode_saves_the_episode_in_progress(tmp_path):
@@ -212,7 +213,7 @@ def test_at_stop_the_frames_dora_dropped_come_from_the_recorders_note(tmp_path):
     write_stop_note(tmp_path / "ds", sent[2:])  # the recorder had acknowledgements up to frame 1
     s.saver.finish("stop")
     info = json.loads((tmp_path / "ds/meta/info.json").read_text())
-    assert info["total_frames"] == 6 and s.saver.errors == [] and s.saver.status()["frames_from_stop_note"] == 2
+    assert info["total_frames"] == 6 and s.saver.errors == [] and s.saver.status().frames_from_stop_note == 2
     assert any("2 frames dora dropped at STOP taken from the recorder's note" in line for line in s.said)
     table = committed_table(tmp_path / "ds", 0)
     assert [row[0] for row in table.column("observation.state").to_pylist()] == [0, 1, 2, 3, 4, 5]
@@ -240,7 +241,7 @@ def test_the_recorder_vanishing_mid_episode_is_an_error_naming_the_partial_and_i
     assert "in the middle of episode 1 in progress (4 frames)" in error
     assert f"python scripts/recover_episodes.py {tmp_path / 'ds'} --include-partial" in error
     assert json.loads((tmp_path / "ds/meta/info.json").read_text())["total_frames"] == 3
-    assert s.saver.status()["frames_partial"] == 4
+    assert s.saver.status().frames_partial == 4
 
 
 def test_after_finish_the_saver_waits_for_the_recorder_to_leave(tmp_path):

@@ -321,14 +321,14 @@ class _SaverFeed:
     """Feeds the dataflow saver's logic class the recorder's messages, numbered."""
 
     def __init__(self, root):
-        from operating_platform.dataflow.messages import EpisodeLayout, decode_status
+        from operating_platform.dataflow.messages import EpisodeLayout, SaverStatus, decode_status
         from operating_platform.dataflow.saver import Saver, SaverConfig
         from operating_platform.hardware.base import SO101_JOINT_NAMES
 
         self.layout = EpisodeLayout(list(SO101_JOINT_NAMES), {"top": (64, 96)})
         config = SaverConfig(root=str(root), vcodec="libx264")
         self.said, self.seq = [], 0
-        self.saver = Saver(config.open_dataset, lambda o, v, m: decode_status(v), say=self.said.append)
+        self.saver = Saver(config.open_dataset, lambda o, v, m: decode_status(v, SaverStatus), say=self.said.append)
 
     def control(self, kind, episode):
         from operating_platform.dataflow.messages import encode_episode_control
@@ -364,12 +364,12 @@ def test_saver_node_logic_turns_a_full_disk_into_one_fatal_error_and_names_the_k
         ballast = fill_disk(disk, 0)
         s.frames(1, 400, first=3)  # more than the reserve holds: the rest is refused, counted, said once
         status = s.saver.status()
-        assert status["fatal"] and "No space left on device" in status["fatal"] and str(disk / "ds") in status["fatal"]
-        assert status["free_bytes"] is not None and status["minutes_left"] == 0.0 and status["space_low"]
+        assert status.fatal and "No space left on device" in status.fatal and str(disk / "ds") in status.fatal
+        assert status.free_bytes is not None and status.minutes_left == 0.0 and status.space_low
         errors = [line for line in s.said if "✗" in line]
         assert len(errors) == 1, errors
-        kept = status["frames_recoverable"]
-        refused = status["rejected"]["frame (storage fault)"]
+        kept = status.frames_recoverable
+        refused = status.rejected["frame (storage fault)"]
         assert kept > 3 and kept + refused == 403  # every frame is either kept or counted as refused
         s.control("finish", 1)
         assert any(line.startswith(f"[saver] ✗ {kept} frames not committed, kept for recovery") for line in s.said), s.said

@@ -2,7 +2,8 @@
 
 It runs as the dataflow's dynamic `keyboard` node. `e` (or Ctrl-C) asks the recorder
 to finish; the console then waits while the saver drains pending saves, printing
-`Waiting for N pending saves...` and `Save stats: queued=X completed=X failed=0`.
+`Waiting for N pending saves...` and the end-of-run summary (dataflow/summary.py words both).
+It renders the typed status records of the message contract, field by field.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
-from operating_platform.dataflow.messages import MessageError, decode_status, encode_key
+from operating_platform.dataflow.messages import MessageError, RecorderStatus, SaverStatus, decode_status, encode_key
+from operating_platform.dataflow.summary import session_lines, waiting_line
 
 from .progress import StartupProgress
 
 STATUS_PERIOD_S = 0.2
 KEY_HELP = "keys: n save, r re-record, p proceed, e exit"
+STATUS_INPUTS = {"recorder_status": RecorderStatus, "saver_status": SaverStatus}
 SAVER_GONE_S = 5.0  # the recorder is done but the saver never reported done: stop waiting after this
 
 
@@ -27,61 +30,61 @@ class KeySource(Protocol):
 
 @dataclass
 class ConsoleState:
-    recorder: dict = field(default_factory=dict)
-    saver: dict = field(default_factory=dict)
+    recorder: RecorderStatus = field(default_factory=RecorderStatus)
+    saver: SaverStatus = field(default_factory=SaverStatus)
 
     @property
     def finished(self) -> bool:
-        return bool(self.saver.get("done"))
+        return self.saver.done
 
     @property
     def in_flight(self) -> int:
         """Frames sent by the recorder not yet received by the saver (0 at the end, or frames were lost)."""
-        return self.recorder.get("frames_sent", 0) - self.saver.get("frames_received", 0)
+        return self.recorder.frames_sent - self.saver.frames_received
 
     @property
     def phase(self) -> str:
-        return self.recorder.get("phase", "starting")
+        return self.recorder.phase
 
     @property
     def episode_number(self) -> int:
         """1-based; the count stops at num_episodes (after the last episode the recorder's index is past it)."""
-        number = self.recorder.get("episode", 0) + 1
-        total = self.recorder.get("num_episodes")
-        return min(number, total) if isinstance(total, int) else number
+        number = self.recorder.episode + 1
+        total = self.recorder.num_episodes
+        return min(number, total) if total else number
 
     def line(self) -> str:
         r, s = self.recorder, self.saver
         phase = self.phase
         if phase == "done":
-            saved = r.get("episodes_saved", 0)
+            saved = r.episodes_saved
             episode = f"done: {saved} episode{'' if saved == 1 else 's'} recorded"
         else:
-            episode = f"episode {self.episode_number}/{r.get('num_episodes', '?')} "
-            episode += f"frame {r.get('frame', 0)}/{r.get('episode_frames', '?')}" if phase == "recording" else phase
-        return (f"{episode} | save queue {s.get('queue_depth', 0)} pending {s.get('pending', 0)} | "
-                f"saved {s.get('completed', 0)} failed {s.get('failed', 0)} | "
-                f"dropped {s.get('sequence_gaps', 0)} (in flight {max(self.in_flight, 0)})")
+            episode = f"episode {self.episode_number}/{r.num_episodes or '?'} "
+            episode += f"frame {r.frame}/{r.episode_frames or '?'}" if phase == "recording" else phase
+        return (f"{episode} | save queue {s.queue_depth} pending {s.pending} | "
+                f"saved {s.completed} failed {s.failed} | "
+                f"dropped {s.sequence_gaps} (in flight {max(self.in_flight, 0)})")
 
     @property
     def frames_lost(self) -> int:
         """Frames the recorder kept (episodes ended with save) that the saver neither committed nor
         kept in its spool for recovery."""
         s = self.saver
-        return self.recorder.get("frames_kept", 0) - s.get("frames_committed", 0) - (s.get("frames_kept_in_spool") or 0)
+        return self.recorder.frames_kept - s.frames_committed - s.frames_kept_in_spool
 
     def problems(self) -> list[str]:
         """Why this session is not a success (empty: every recorded frame was committed)."""
         r, s = self.recorder, self.saver
         found = []
-        if not s.get("done"):
+        if not s.done:
             found.append("the saver never reported its end (it died or hung); what it took stays in its spool")
-        found += [f"recorder: {e}" for e in r.get("errors", [])]
-        found += [f"saver: {e}" for e in s.get("errors", [])]
-        if s.get("fatal") and not s.get("errors"):
-            found.append(f"saver: {s['fatal']}")
-        if s.get("failed") and not s.get("errors"):
-            found.append(f"saver: {s['failed']} episode saves failed ({s.get('last_error')})")
+        found += [f"recorder: {e}" for e in r.errors]
+        found += [f"saver: {e}" for e in s.errors]
+        if s.fatal and not s.errors:
+            found.append(f"saver: {s.fatal}")
+        if s.failed and not s.errors:
+            found.append(f"saver: {s.failed} episode saves failed ({s.last_error})")
         if self.frames_lost and not found:
             found.append(f"{self.frames_lost} recorded frames were not committed")
         return found
@@ -102,6 +105,7 @@ class Console:
         self.state = ConsoleState()
         self.exit_requested = False
         self._said_waiting = False
+        self._heard_recorder = False
         self._last_line = 0.0
         self._recorder_done_at: float | None = None
 
@@ -124,7 +128,7 @@ class Console:
                 self._on_recording_started()
                 if hasattr(self.keys, "start"):
                     r = self.state.recorder
-                    self.keys.start(now, take=(r.get("episode", 0), r.get("episodes_discarded", 0)))
+                    self.keys.start(now, take=(r.episode, r.episodes_discarded))
             for key in self.keys.poll(now):
                 if key == "e":
                     self.request_exit()
@@ -145,30 +149,35 @@ class Console:
 
     def _saver_gone(self) -> bool:
         """The recorder ended but the saver never reported its end: stop waiting for it after SAVER_GONE_S."""
-        if self.state.recorder.get("phase") != "done":
+        if self.state.recorder.phase != "done":
             return False
         now = time.monotonic()
         self._recorder_done_at = self._recorder_done_at or now
         return now - self._recorder_done_at > SAVER_GONE_S
 
     def _on_status(self, input_id: str, value) -> None:
+        kind = STATUS_INPUTS.get(input_id)
+        if kind is None:
+            self._print(f"ignored input {input_id}: not a status stream")
+            return
         try:
-            status = decode_status(value)
+            status = decode_status(value, kind)
         except MessageError as exc:
             self._print(f"ignored malformed {input_id}: {exc}")
             return
-        if input_id == "recorder_status":
-            if not self.state.recorder and status.get("phase") == "waiting_for_inputs":
+        if isinstance(status, RecorderStatus):
+            if not self._heard_recorder and status.phase == "waiting_for_inputs":
                 self.progress.step("recorder and saver are up; waiting for the first frame of every camera and arm")
+            self._heard_recorder = True
             self.state.recorder = status
-        elif input_id == "saver_status":
+        else:
             self.state.saver = status
-            if status.get("fatal") and not self.exit_requested:
-                self._print(f"saver: {status['fatal']}")
+            if status.fatal and not self.exit_requested:
+                self._print(f"saver: {status.fatal}")
                 self.request_exit()  # nothing can be saved: stop recording instead of going on for nothing
-            if status.get("draining") and status.get("pending") and not self._said_waiting:
+            if status.draining and status.pending and not self._said_waiting:
                 self._said_waiting = True
-                self._print(f"Waiting for {status['pending']} pending saves...")
+                self._print(waiting_line(status.pending))
 
     def _show_progress(self, now: float) -> None:
         if now - self._last_line < STATUS_PERIOD_S or not self.recording_started:
@@ -185,22 +194,10 @@ class Console:
         self.out.flush()
 
     def _finish_line(self) -> None:
-        """The end-of-run summary: recorded / handed over / committed / lost, from the saver's own figures."""
-        s, r = self.state.saver, self.state.recorder
+        """The end-of-run summary (worded in dataflow/summary.py), then why the session is not a success."""
         self._print(self.state.line())
-        if s.get("done"):
-            self._print(f"Save stats: queued={s.get('queued', 0)} completed={s.get('completed', 0)} failed={s.get('failed', 0)}")
-        self._print(f"frames recorded {r.get('frames_kept', 0)}, handed over {s.get('frames_received', 0)}, "
-                    f"committed {s.get('frames_committed', 0)}, kept for recovery {s.get('frames_kept_in_spool') or 0}, "
-                    f"dropped {self.state.frames_lost}, "
-                    f"sequence gaps {s.get('sequence_gaps', 0)}, dataset {s.get('root')}")
-        self._print(f"stream: duplicates {s.get('duplicates', 0)}, reordered {s.get('reordered', 0)}, rejected by the "
-                    f"saver {s.get('rejected') or 0}, by the recorder {r.get('rejected') or 0}; episodes slower than "
-                    f"real time {r.get('slow_episodes', 0)}")
-        self._print(f"recorder: save response ms {r.get('save_response_ms', [])}, longest hand-over "
-                    f"{r.get('send_max_ms')} ms, longest sample gap {r.get('sample_gap_max_ms')} ms, "
-                    f"stale samples skipped {r.get('stale_skips', 0)}, samples paused for the saver "
-                    f"{r.get('backpressure_skips', 0)}, input staleness {r.get('staleness')}")
+        for line in session_lines(self.state.recorder, self.state.saver, self.state.frames_lost):
+            self._print(line)
         for problem in self.state.problems():
             self._print(f"✗ {problem}")
 

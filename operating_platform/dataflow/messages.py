@@ -13,14 +13,15 @@ Streams:
            seq, episode_index; a frame carries frame_index and the payload
            state | action | image per camera, concatenated as bytes; `end` carries
            timing_* (how the episode was sampled). At most DORA_MESSAGE_LIMIT bytes.
-  status   one-element string array holding a JSON object; the saver's `handled_seq`
-           acknowledges the episode stream (the recorder's credits and finish hand-over)
+  status   one-element string array holding a JSON object with exactly the fields of
+           RecorderStatus or SaverStatus; the saver's `handled_seq` acknowledges the
+           episode stream (the recorder's credits and finish hand-over)
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -147,18 +148,118 @@ def decode_key(value: Any) -> str:
 # --------------------------------------------------------------------------- status
 
 
-def encode_status(status: dict) -> pa.Array:
-    return pa.array([json.dumps(status, default=str)])
+@dataclass
+class RecorderStatus:
+    """The recorder's status: where the session is, and what it recorded, sent and skipped."""
+
+    phase: str = "starting"
+    episode: int = 0  # session episode number, 0-based
+    num_episodes: int = 0
+    frame: int = 0
+    episode_frames: int = 0
+    episodes_recorded: int = 0
+    episodes_saved: int = 0  # the saver's own figure
+    episodes_discarded: int = 0
+    slow_episodes: int = 0
+    frames_sent: int = 0
+    frames_kept: int = 0  # frames of episodes ended with `end` (to compare with what is committed)
+    frames_handed_over: int = 0  # the saver's figures, as last heard
+    frames_committed: int = 0
+    in_flight: int = 0
+    outbox: int = 0
+    stale_skips: int = 0
+    backpressure_skips: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    input_gaps: dict[str, int] = field(default_factory=dict)
+    staleness: dict[str, dict] = field(default_factory=dict)
+    save_response_ms: list[float] = field(default_factory=list)  # the last SAVE_RESPONSE_WINDOW episodes
+    save_response_count: int = 0
+    save_response_max_ms: float = 0.0
+    send_max_ms: float = 0.0
+    sample_gap_max_ms: float = 0.0
+    episode_seq: int = 0
+    stamp_ns: int = 0
 
 
-def decode_status(value: Any) -> dict:
+SAVE_RESPONSE_WINDOW = 100  # save response times kept (and republished): the most recent episodes'
+
+
+@dataclass
+class SaverStatus:
+    """The saver's status; `handled_seq` acknowledges the episode stream (the recorder's credits)."""
+
+    queue_depth: int = 0
+    pending: int = 0
+    queued: int = 0
+    completed: int = 0
+    failed: int = 0
+    retries: int = 0
+    last_error: str | None = None
+    fatal: str | None = None  # nothing more can be saved: recording stops
+    free_bytes: int | None = None
+    minutes_left: float | None = None
+    space_low: bool = False
+    frames_recoverable: int = 0
+    recoverable: list[str] = field(default_factory=list)
+    frames_received: int = 0
+    frames_committed: int = 0
+    frames_discarded: int = 0
+    frames_partial: int = 0
+    frames_failed: int = 0
+    frames_kept_in_spool: int = 0
+    pack_error: str | None = None
+    frames_from_stop_note: int = 0
+    episodes_committed: int = 0
+    episodes_discarded: int = 0
+    sequence_gaps: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    handled_seq: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    draining: bool = False
+    done: bool = False
+    root: str | None = None
+
+
+Status = RecorderStatus | SaverStatus
+
+
+def encode_status(status: Status) -> pa.Array:
+    return pa.array([json.dumps(asdict(status))])
+
+
+def decode_status(value: Any, kind: type[Status]) -> Status:
+    """The record `kind` from a status message; a missing, unknown or mistyped field is a MessageError."""
     try:
-        status = json.loads(decode_key(value))
+        raw = json.loads(decode_key(value))
     except (MessageError, json.JSONDecodeError) as exc:
         raise MessageError(f"status: not a JSON object in a one-element string array ({exc})") from exc
-    if not isinstance(status, dict):
-        raise MessageError(f"status: JSON is a {type(status).__name__}, expected an object")
-    return status
+    if not isinstance(raw, dict):
+        raise MessageError(f"status: JSON is a {type(raw).__name__}, expected an object")
+    name = kind.__name__
+    expected = {f.name: f for f in fields(kind)}
+    if unknown := sorted(set(raw) - set(expected)):
+        raise MessageError(f"status: {name} has no field {', '.join(unknown)}")
+    if missing := sorted(set(expected) - set(raw)):
+        raise MessageError(f"status: {name} field {', '.join(missing)} missing")
+    for key, value in raw.items():
+        want = _json_type(expected[key])
+        if value is not None and want is not None and (isinstance(value, bool) != (want is bool) or not isinstance(value, want)):
+            raise MessageError(f"status: {name}.{key} is {type(value).__name__} {value!r}, expected {want}")
+    return kind(**raw)
+
+
+def _json_type(f) -> type | tuple[type, ...] | None:
+    """What JSON gives for a field, from its default (None: any)."""
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, float):
+        return (int, float)
+    return type(default) if default is not None else None
 
 
 # --------------------------------------------------------------------------- episode stream

@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from operating_platform.hardware.base import SO101_JOINT_NAMES
@@ -36,10 +36,13 @@ from operating_platform.hardware.base import SO101_JOINT_NAMES
 from .messages import (
     DORA_MESSAGE_LIMIT,
     METADATA_ALLOWANCE,
+    SAVE_RESPONSE_WINDOW,
     EpisodeLayout,
     ImageMsg,
     JointMsg,
     MessageError,
+    RecorderStatus,
+    SaverStatus,
     SeqTracker,
     decode_image,
     decode_joint,
@@ -52,6 +55,7 @@ from .messages import (
 from .problems import ProblemLog
 from .settings import env_bool, setting
 from .stop_note import write_stop_note
+from .summary import recorder_line
 from .timing import TIMING_POLICIES, EpisodeClock
 
 logger = logging.getLogger(__name__)
@@ -187,12 +191,14 @@ class Recorder:
         self.stale_skips = 0
         self.backpressure_skips = 0
         self.staleness: dict[str, Staleness] = {}
-        self.save_response_ms: list[float] = []
+        self.save_response_ms: deque[float] = deque(maxlen=SAVE_RESPONSE_WINDOW)  # the most recent episodes'
+        self.save_response_count = 0
+        self.save_response_max_ms = 0.0
         self.send_max_ms = 0.0  # longest hand-over of one message to dora
         self.sample_gap_max_ms = 0.0  # longest time between two samples of an episode
         self.clock = EpisodeClock(config.fps)
         self.errors: list[str] = []  # why the session did not end cleanly (empty = it did)
-        self.saver: dict = {}  # the saver's latest status
+        self.saver = SaverStatus()  # the saver's latest status
         self.acked_seq = 0  # the saver has handled the episode stream up to here
         self.outbox: deque[tuple[int, object, dict, int]] = deque()  # (seq, value, metadata, bytes) not yet sent
         self.outbox_bytes = 0
@@ -225,7 +231,7 @@ class Recorder:
             elif input_id == "key":
                 self.on_key(decode_key(value), now)
             elif input_id == "saver_status":
-                self.on_saver_status(decode_status(value), now)
+                self.on_saver_status(decode_status(value, SaverStatus), now)
             else:
                 self.problems.report("unknown input", f"input id {input_id!r} is not part of the recorder's contract")
         except MessageError as exc:
@@ -289,22 +295,22 @@ class Recorder:
         elif self.phase == Phase.RESETTING and key in ("n", "p"):
             self._begin_episode(now)
 
-    def on_saver_status(self, status: dict, now: int) -> None:
+    def on_saver_status(self, status: SaverStatus, now: int) -> None:
         self._saver_seen_ns = now
         self.saver = status
-        self.acked_seq = max(self.acked_seq, status.get("handled_seq", 0))
+        self.acked_seq = max(self.acked_seq, status.handled_seq)
         while self.in_flight and self.in_flight[0][0] <= self.acked_seq:
             self.in_flight_bytes -= self.in_flight.popleft()[1]
         self._pump()
         if self.done:
             return
-        if status.get("fatal") and self.phase != Phase.FINISHING:
-            self._error(f"the saver cannot save ({status['fatal']}): recording stops")
+        if status.fatal and self.phase != Phase.FINISHING:
+            self._error(f"the saver cannot save ({status.fatal}): recording stops")
             self._finish()  # recording on would only produce frames nobody can keep
             return
         if self.phase == Phase.SAVING and self.acked_seq >= self._end_seq:
             self._ready_for_next(now)
-        elif self.phase == Phase.FINISHING and status.get("done") and self.acked_seq >= self._finish_seq:
+        elif self.phase == Phase.FINISHING and status.done and self.acked_seq >= self._finish_seq:
             self._finished()
 
     def stop(self, now: int | None = None) -> None:
@@ -326,9 +332,9 @@ class Recorder:
         if self.done:
             return
         unsent = sum(1 for _, _, m, _ in self.outbox if m.get("kind") == "frame")
-        if self.saver.get("root"):  # dora drops what is in flight when the saver's stream ends: hand it over on disk
+        if self.saver.root:  # dora drops what is in flight when the saver's stream ends: hand it over on disk
             pending = [(v, m) for _, _, v, m in self.in_flight] + [(v, m) for _, v, m, _ in self.outbox]
-            write_stop_note(self.saver["root"], pending)
+            write_stop_note(self.saver.root, pending)
             unsent = 0  # the saver takes them from the note
         if unsent:
             self._error(f"dora stopped the dataflow while {unsent} recorded frames waited for the saver's credits; "
@@ -381,10 +387,9 @@ class Recorder:
     def _saver_lost(self, reason: str) -> None:
         """Nothing can reach a dataset any more: stop at once (no more 'saved' episodes nobody keeps)."""
         self._keep_in_progress()
-        received = self.saver.get("frames_received", 0)
-        root = self.saver.get("root") or "the dataset"
+        root = self.saver.root or "the dataset"
         self._error(f"{reason}: recording stopped; {self.frames_kept} frames recorded, "
-                    f"{received} taken by the saver, {self.saver.get('frames_committed', 0)} committed; what it took "
+                    f"{self.saver.frames_received} taken by the saver, {self.saver.frames_committed} committed; what it took "
                     f"stays in its spool: python scripts/recover_episodes.py {root} --include-partial")
         self.outbox.clear()
         self.outbox_bytes = 0
@@ -496,7 +501,10 @@ class Recorder:
             self._ready_for_next(self._clock_ns())
 
     def _ready_for_next(self, now: int) -> None:
-        self.save_response_ms.append(round((now - self._end_trigger_ns) / 1e6, 3))
+        response_ms = round((now - self._end_trigger_ns) / 1e6, 3)
+        self.save_response_ms.append(response_ms)
+        self.save_response_count += 1
+        self.save_response_max_ms = max(self.save_response_max_ms, response_ms)
         if self._finish_after_save or self.episodes_recorded >= self.config.num_episodes:
             self._finish()
             return
@@ -517,23 +525,18 @@ class Recorder:
     def _finished(self) -> None:
         """The saver acknowledged `finish`: compare what was recorded with what it committed."""
         self.phase = Phase.DONE
-        lost = self.frames_kept - self.saver.get("frames_committed", 0)
+        lost = self.frames_kept - self.saver.frames_committed
         if lost:
             self._error(f"{lost} recorded frames were not committed (recorded {self.frames_kept}, handed over "
-                        f"{self.saver.get('frames_received', 0)}, committed {self.saver.get('frames_committed', 0)}); "
-                        f"see the saver's errors: {self.saver.get('errors')}")
-        elif self.saver.get("errors"):
-            self._error(f"the saver reports: {'; '.join(self.saver['errors'])}")
+                        f"{self.saver.frames_received}, committed {self.saver.frames_committed}); "
+                        f"see the saver's errors: {self.saver.errors}")
+        elif self.saver.errors:
+            self._error(f"the saver reports: {'; '.join(self.saver.errors)}")
         self._log_summary()
         self._publish_status(self._clock_ns())
 
     def _log_summary(self) -> None:
-        s = self.status()
-        self._say(f"[recorder] done: episodes recorded {s['episodes_recorded']} (committed {s['episodes_saved']}, "
-                  f"discarded {s['episodes_discarded']}, slower than real time {s['slow_episodes']}); frames recorded "
-                  f"{s['frames_kept']}, handed over {s['frames_handed_over']}, committed {s['frames_committed']}; "
-                  f"stale samples skipped {s['stale_skips']}, samples paused for the saver {s['backpressure_skips']}; "
-                  f"rejected {s['rejected'] or 0}; save response ms {s['save_response_ms']}")
+        self._say(recorder_line(self.status()))
 
     # ------------------------------------------------------------------ output
 
@@ -568,35 +571,37 @@ class Recorder:
                 return
             self.send_max_ms = max(self.send_max_ms, (time.perf_counter() - started) * 1e3)
 
-    def status(self) -> dict:
+    def status(self) -> RecorderStatus:
         s = self.saver
-        return {
-            "phase": self.phase,
-            "episode": self.episode,
-            "num_episodes": self.config.num_episodes,
-            "frame": self.frame_index,
-            "episode_frames": self.config.episode_frames,
-            "episodes_recorded": self.episodes_recorded,
-            "episodes_saved": s.get("episodes_committed", 0),  # the saver's own figure
-            "episodes_discarded": self.episodes_discarded,
-            "slow_episodes": self.slow_episodes,
-            "frames_sent": self.frames_sent,
-            "frames_kept": self.frames_kept,
-            "frames_handed_over": s.get("frames_received", 0),
-            "frames_committed": s.get("frames_committed", 0),
-            "in_flight": self.seq - self.acked_seq,
-            "outbox": len(self.outbox),
-            "stale_skips": self.stale_skips,
-            "backpressure_skips": self.backpressure_skips,
-            "rejected": dict(self.problems.counts),
-            "errors": list(self.errors),
-            "input_gaps": {k: t.gaps for k, t in self.input_seq.items()},
-            "staleness": {k: v.summary() for k, v in self.staleness.items()},
-            "save_response_ms": self.save_response_ms,
-            "send_max_ms": round(self.send_max_ms, 2),
-            "sample_gap_max_ms": round(self.sample_gap_max_ms, 2),
-            "episode_seq": self.seq,
-        }
+        return RecorderStatus(
+            phase=self.phase,
+            episode=self.episode,
+            num_episodes=self.config.num_episodes,
+            frame=self.frame_index,
+            episode_frames=self.config.episode_frames,
+            episodes_recorded=self.episodes_recorded,
+            episodes_saved=s.episodes_committed,  # the saver's own figure
+            episodes_discarded=self.episodes_discarded,
+            slow_episodes=self.slow_episodes,
+            frames_sent=self.frames_sent,
+            frames_kept=self.frames_kept,
+            frames_handed_over=s.frames_received,
+            frames_committed=s.frames_committed,
+            in_flight=self.seq - self.acked_seq,
+            outbox=len(self.outbox),
+            stale_skips=self.stale_skips,
+            backpressure_skips=self.backpressure_skips,
+            rejected=dict(self.problems.counts),
+            errors=list(self.errors),
+            input_gaps={k: t.gaps for k, t in self.input_seq.items()},
+            staleness={k: v.summary() for k, v in self.staleness.items()},
+            save_response_ms=list(self.save_response_ms),
+            save_response_count=self.save_response_count,
+            save_response_max_ms=self.save_response_max_ms,
+            send_max_ms=round(self.send_max_ms, 2),
+            sample_gap_max_ms=round(self.sample_gap_max_ms, 2),
+            episode_seq=self.seq,
+        )
 
     def _publish_status(self, now: int) -> None:
-        self._emit("status", encode_status({**self.status(), "stamp_ns": now}), {})
+        self._emit("status", encode_status(replace(self.status(), stamp_ns=now)), {})

@@ -27,25 +27,23 @@ from typing import Callable
 from operating_platform.dataset import LeRobotDataset, build_features
 from operating_platform.dataset import format as fmt
 from operating_platform.dataset.spool import SpoolWriteError
+from operating_platform.dataset.writer import StorageStatus
+from operating_platform.saving import SaveQueueStatus
 
-from .messages import EpisodeLayout, EpisodeMsg, InOrder, MessageError, decode_episode, encode_status
+from .messages import EpisodeLayout, EpisodeMsg, InOrder, MessageError, SaverStatus, decode_episode, encode_status
 from .problems import ProblemLog
 from .settings import env_bool, setting
 from .stop_note import clear_stop_note, take_stop_note
+from .summary import recover_command, saver_lines, waiting_line
 from .timing import EpisodeTiming, append_timing
 
 Emit = Callable[[str, object, dict], None]
 STATUS_INTERVAL_NS = 250_000_000
-STORAGE_STATUS_KEYS = ("free_bytes", "minutes_left", "space_low", "frames_recoverable", "recoverable")
 ACK_EVERY = 4  # frames handled between two acknowledgements (status) to the recorder
 REORDER_WINDOW = 16  # messages held back waiting for one that is missing before them
 LINGER_NS = 10_000_000_000  # after `finish`, wait this long for the recorder to take the ack and exit
 DRAIN_POLL_S = 0.5  # while draining, the status (pending saves, liveness) is published this often
 STOP_NOTE_WAIT_S = 3.0  # after STOP, how long the saver waits for the recorder's note (dora kills at 15 s)
-
-
-def recover_command(root: Path | str) -> str:
-    return f"python scripts/recover_episodes.py {root} --include-partial"
 
 
 @dataclass
@@ -140,7 +138,7 @@ class Saver:
         self._done_ns = 0
         self._held_at_tick: int | None = None
         self._acked = 0
-        self._closed_writer_status: dict | None = None  # the async saver's counters, kept past close()
+        self._closed_writer: tuple[SaveQueueStatus, StorageStatus] | None = None  # the writer's figures, kept past close()
         self._was_async = False
         self._last_status_ns = 0
 
@@ -310,18 +308,8 @@ class Saver:
         self.done = True
         self._done_ns = self._clock_ns()
         self._judge()
-        s = self.status()
-        self._say(f"Save stats: queued={s['queued']} completed={s['completed']} failed={s['failed']}")
-        self._say(f"[saver] frames received {s['frames_received']}, committed {s['frames_committed']}, "
-                  f"discarded {s['frames_discarded']}, kept in the spool {s['frames_kept_in_spool']}; "
-                  f"sequence gaps {s['sequence_gaps']}, duplicates {s['duplicates']}, reordered {s['reordered']}, "
-                  f"rejected {s['rejected'] or 0}")
-        if s["frames_recoverable"]:  # not committed, kept in the spool, and how to get them back
-            self._say(f"[saver] ✗ {s['frames_recoverable']} frames not committed, kept for recovery: "
-                      f"{', '.join(s['recoverable'])} — opening the dataset again commits the saved episodes; "
-                      f"incomplete ones: {recover_command(s['root'])}")
-        for error in self.errors:
-            self._say(f"[saver] ✗ {error}")
+        for line in saver_lines(self.status()):
+            self._say(line)
         self.publish_status()
 
     def _settle_open_episode(self, reason: str) -> None:
@@ -360,9 +348,9 @@ class Saver:
     def _drain(self) -> None:
         if self.ds is None:
             return
-        pending = self._writer_status().get("pending_tasks", 0)
+        pending = self._writer_status()[0].pending_tasks
         if pending:
-            self._say(f"Waiting for {pending} pending saves...")
+            self._say(waiting_line(pending))
         deadline = time.monotonic() + self.drain_timeout_s
         while not self.ds.wait_for_save_completion(timeout=DRAIN_POLL_S):
             self.publish_status()  # the recorder sees the saver alive while it drains
@@ -370,71 +358,77 @@ class Saver:
                 self.errors.append(f"saves still pending after {self.drain_timeout_s:.0f} s; their episodes stay "
                                    f"in the spool and are committed by: {recover_command(self.ds.root)}")
                 break
-        self._closed_writer_status = self._writer_status()
+        queue_status = self.ds.save_queue_status()
         self._was_async = self.ds.async_saver is not None
         self.ds.close(timeout=DRAIN_POLL_S)
-        self._closed_writer_status.update(self.ds.storage_status())  # what close() left in the spool
-        self.fatal = self.fatal or self._closed_writer_status.get("saving_stopped")  # exit non-zero
+        self._closed_writer = (queue_status, self.ds.storage_status())  # with what close() left in the spool
+        self.fatal = self.fatal or self._closed_writer[1].saving_stopped  # exit non-zero
 
     def _judge(self) -> None:
         s = self.status()
         if self.fatal:
             self.errors.insert(0, self.fatal)
-        if s["sequence_gaps"]:
-            self.errors.append(f"{s['sequence_gaps']} messages of the recorder's stream never arrived (sequence gaps)")
-        if s["failed"]:
-            self.errors.append(f"{s['failed']} episode saves failed ({s['last_error']}); their frames stay in the "
-                               f"spool; commit them with: {recover_command(s['root'])}")
-        if s.get("pack_error"):  # v3.0: committed into the store, not yet in LeRobot's files
-            self.errors.append(s["pack_error"])
-        lost = s["frames_received"] - s["frames_committed"] - s["frames_discarded"] - s["frames_kept_in_spool"]
+        if s.sequence_gaps:
+            self.errors.append(f"{s.sequence_gaps} messages of the recorder's stream never arrived (sequence gaps)")
+        if s.failed:
+            self.errors.append(f"{s.failed} episode saves failed ({s.last_error}); their frames stay in the "
+                               f"spool; commit them with: {recover_command(s.root)}")
+        if s.pack_error:  # v3.0: committed into the store, not yet in LeRobot's files
+            self.errors.append(s.pack_error)
+        lost = s.frames_received - s.frames_committed - s.frames_discarded - s.frames_kept_in_spool
         if lost:
-            self.errors.append(f"{lost} received frames were not committed (received {s['frames_received']}, "
-                               f"committed {s['frames_committed']}, discarded {s['frames_discarded']})")
+            self.errors.append(f"{lost} received frames were not committed (received {s.frames_received}, "
+                               f"committed {s.frames_committed}, discarded {s.frames_discarded})")
 
     # ------------------------------------------------------------------ status
 
-    def _writer_status(self) -> dict:
-        if self._closed_writer_status is not None:
-            return self._closed_writer_status
-        return self.ds.get_async_save_status() if self.ds is not None else {}
+    def _writer_status(self) -> tuple[SaveQueueStatus, StorageStatus]:
+        if self._closed_writer is not None:
+            return self._closed_writer
+        if self.ds is None:
+            return SaveQueueStatus(), StorageStatus()
+        return self.ds.save_queue_status(), self.ds.storage_status()
 
-    def status(self) -> dict:
-        w = self._writer_status()
+    def status(self) -> SaverStatus:
+        q, storage = self._writer_status()
         is_async = self._was_async or (self.ds is not None and self.ds.async_saver is not None)
-        return {
-            "queue_depth": w.get("queue_size", 0),
-            "pending": w.get("pending_tasks", 0),
-            "queued": self.episodes_queued,
-            "completed": w.get("total_completed", 0) if is_async else self.episodes_queued,
-            "failed": w.get("total_failed", 0) + self.sync_failed,
-            "retries": w.get("total_retries", 0),
-            "last_error": w.get("last_error") or self.last_error,
-            "fatal": self.fatal or w.get("saving_stopped"),  # a failed save holds every later one (issue 10)
-            **{k: w.get(k) for k in STORAGE_STATUS_KEYS},
-            "frames_received": self.frames_received,
-            "frames_committed": (self.ds.num_frames - self.frames_at_open) if self.ds is not None else 0,
-            "frames_discarded": self.frames_discarded,
-            "frames_partial": self.frames_partial,
-            "frames_failed": self.frames_failed,
+        return SaverStatus(
+            queue_depth=q.queue_size,
+            pending=q.pending_tasks,
+            queued=self.episodes_queued,
+            completed=q.total_completed if is_async else self.episodes_queued,
+            failed=q.total_failed + self.sync_failed,
+            retries=q.total_retries,
+            last_error=q.last_error or self.last_error,
+            fatal=self.fatal or storage.saving_stopped,  # a failed save holds every later one (issue 10)
+            free_bytes=storage.free_bytes,
+            minutes_left=storage.minutes_left,
+            space_low=storage.space_low,
+            frames_recoverable=storage.frames_recoverable,
+            recoverable=list(storage.recoverable),
+            frames_received=self.frames_received,
+            frames_committed=(self.ds.num_frames - self.frames_at_open) if self.ds is not None else 0,
+            frames_discarded=self.frames_discarded,
+            frames_partial=self.frames_partial,
+            frames_failed=self.frames_failed,
             # What stays in the spool, for recovery: the writer's own count once it knows (held and
             # incomplete episodes), else what this node saw left there (partial or failed episodes).
-            "frames_kept_in_spool": max(self.frames_partial + self.frames_failed, w.get("frames_recoverable") or 0),
-            "pack_error": w.get("pack_error"),
-            "frames_from_stop_note": self.frames_from_stop_note,
-            "episodes_committed": (self.ds.num_episodes - self.episodes_at_open) if self.ds is not None else 0,
-            "episodes_discarded": self.episodes_discarded,
-            "sequence_gaps": self.stream.gaps,
-            "duplicates": self.stream.duplicates,
-            "reordered": self.stream.reordered,
-            "handled_seq": self.handled_seq,
-            "rejected": dict(self.problems.counts),
-            "errors": list(self.errors),
-            "finish_reason": self.finish_reason,
-            "draining": self.draining,
-            "done": self.done,
-            "root": str(self.ds.root) if self.ds is not None else None,
-        }
+            frames_kept_in_spool=max(self.frames_partial + self.frames_failed, storage.frames_recoverable),
+            pack_error=storage.pack_error,
+            frames_from_stop_note=self.frames_from_stop_note,
+            episodes_committed=(self.ds.num_episodes - self.episodes_at_open) if self.ds is not None else 0,
+            episodes_discarded=self.episodes_discarded,
+            sequence_gaps=self.stream.gaps,
+            duplicates=self.stream.duplicates,
+            reordered=self.stream.reordered,
+            handled_seq=self.handled_seq,
+            rejected=dict(self.problems.counts),
+            errors=list(self.errors),
+            finish_reason=self.finish_reason,
+            draining=self.draining,
+            done=self.done,
+            root=str(self.ds.root) if self.ds is not None else None,
+        )
 
     def publish_status(self) -> None:
         self._last_status_ns = self._clock_ns()

@@ -5,8 +5,9 @@ a v3.0 one (v30/recording.py) uses it as its durable per-episode store.
 
 Life of an episode:
   add_frame()     appends to the episode's spool on disk (and feeds the live video encoders)
-  save_episode()  seals the spool and hands it over — to the AsyncEpisodeSaver (returns at
-                  once) or, in sync mode, commits it before returning
+  save_episode()  seals the spool, gives it the next index and hands it over — to the
+                  AsyncEpisodeSaver (returns at once; it calls back `commit_saved_episode` and
+                  `abandon_saved_episode` on its thread) or, in sync mode, commits it before returning
   commit          steps in commit.py: videos + parquet staged, renamed into data/ and videos/,
                   the JSONL metadata, then info.json, the commit point; each step can fail and
                   be run again, and in-memory state follows only once info.json is written.
@@ -27,10 +28,13 @@ import itertools
 import logging
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from operating_platform.saving import AsyncEpisodeSaver, EpisodeHeld, SaveQueueStatus
 
 from . import format as fmt
 from . import space
@@ -46,8 +50,27 @@ _spool_counter = itertools.count()
 RECOVER_COMMAND = "python scripts/recover_episodes.py {root} --include-partial (or --discard-partial to drop it)"
 
 
-class SavingStoppedError(RuntimeError):
+class SavingStoppedError(EpisodeHeld):
     """An episode was kept in the spool, not committed: an earlier save failed (see `saving_stopped`)."""
+
+
+class EpisodeIndexError(RuntimeError):
+    """An episode would be committed under another index than the one it was handed over with."""
+
+
+@dataclass(frozen=True)
+class StorageStatus:
+    """Free space, minutes of recording it holds, and what is kept in the spool instead of committed."""
+
+    free_bytes: int | None = None
+    minutes_left: float | None = None
+    space_low: bool = False
+    saving_stopped: str | None = None  # why nothing more is committed this session
+    episodes_held: int = 0
+    episodes_incomplete: int = 0
+    frames_recoverable: int = 0
+    recoverable: list[str] = field(default_factory=list)
+    pack_error: str | None = None  # v3.0: committed episodes not yet packed into LeRobot's files
 
 
 class LeRobotDataset:
@@ -308,7 +331,7 @@ class LeRobotDataset:
         if self.async_saver is not None and self.async_saver.submit_episode(buffer, index):
             return index
         try:
-            self.commit_saved_episode(buffer)
+            self.commit_saved_episode(buffer, index)
         except SavingStoppedError:
             raise
         except Exception as e:
@@ -341,10 +364,9 @@ class LeRobotDataset:
     # ------------------------------------------------------------------ async API (reference names)
 
     def start_async_saver(self) -> None:
-        from operating_platform.saving.async_saver import AsyncEpisodeSaver
-
-        if self.async_saver is None or not self.async_saver.get_status()["is_running"]:
-            self.async_saver = AsyncEpisodeSaver(self, **self._async_settings)
+        if self.async_saver is None or not self.async_saver.is_running:
+            self.async_saver = AsyncEpisodeSaver(self.commit_saved_episode, self.abandon_saved_episode,
+                                                 **self._async_settings)
 
     def stop_async_saver(self, wait: bool = True, timeout: float | None = None) -> None:
         if self.async_saver is not None:
@@ -362,21 +384,18 @@ class LeRobotDataset:
 
     def save_episode_async(self, episode_buffer: EpisodeBuffer | None = None) -> bool:
         """Queue the current episode; False (episode untouched) when no saver is running."""
-        if self.async_saver is None or not self.async_saver.get_status()["is_running"]:
+        if self.async_saver is None or not self.async_saver.is_running:
             return False
         if episode_buffer is not None and episode_buffer is not self.episode_buffer:
             raise ValueError("save_episode_async: episode_buffer must be this dataset's current episode buffer")
         index = self.next_episode_index
         return self.async_saver.submit_episode(self.end_episode(), index)
 
+    def save_queue_status(self) -> SaveQueueStatus:
+        return self.async_saver.status() if self.async_saver is not None else SaveQueueStatus()
+
     def get_async_save_status(self) -> dict:
-        if self.async_saver is None:
-            status = {"is_running": False, "total_submitted": 0, "total_completed": 0, "total_failed": 0,
-                      "total_held": 0, "total_retries": 0, "queue_size": 0, "pending_tasks": 0, "last_error": None,
-                      "worker_alive": False}
-        else:
-            status = self.async_saver.get_status()
-        return {**status, **self.storage_status()}
+        return {**asdict(self.save_queue_status()), **asdict(self.storage_status())}
 
     def space_estimate(self) -> space.SpaceEstimate:
         """Measured again only when an episode was committed (the status asks 4 times a second)."""
@@ -386,7 +405,7 @@ class LeRobotDataset:
             self._space_estimate = (self.num_episodes, est)
         return self._space_estimate[1]
 
-    def storage_status(self) -> dict:
+    def storage_status(self) -> StorageStatus:
         """Free space, minutes of recording it holds, and whatever is kept in the spool instead of committed."""
         try:
             free = space.free_bytes(self.root)
@@ -404,16 +423,16 @@ class LeRobotDataset:
                            self.root, space.megabytes(free), minutes)
         self._warned_low_space = low
         kept = [*self.held_episodes, *self.incomplete_episodes]
-        return {
-            "free_bytes": free,
-            "minutes_left": minutes,
-            "space_low": low,
-            "saving_stopped": self.saving_stopped,
-            "episodes_held": len(self.held_episodes),
-            "episodes_incomplete": len(self.incomplete_episodes),
-            "frames_recoverable": sum(b.num_frames for b in kept),
-            "recoverable": [f"{b.path} ({b.num_frames} frames{'' if b.ended else ', incomplete'})" for b in kept],
-        }
+        return StorageStatus(
+            free_bytes=free,
+            minutes_left=minutes,
+            space_low=low,
+            saving_stopped=self.saving_stopped,
+            episodes_held=len(self.held_episodes),
+            episodes_incomplete=len(self.incomplete_episodes),
+            frames_recoverable=sum(b.num_frames for b in kept),
+            recoverable=[f"{b.path} ({b.num_frames} frames{'' if b.ended else ', incomplete'})" for b in kept],
+        )
 
     def wait_for_save_completion(self, timeout: float | None = None) -> bool:
         return self.async_saver.wait_for_completion(timeout) if self.async_saver is not None else True
@@ -458,7 +477,7 @@ class LeRobotDataset:
             logger.error(
                 "%s: saving stopped (%s); %d frames are not in the dataset but kept in the spool: %s — the next open "
                 "of the dataset commits the saved episodes%s",
-                self.root, self.saving_stopped, kept["frames_recoverable"], ", ".join(kept["recoverable"]),
+                self.root, self.saving_stopped, kept.frames_recoverable, ", ".join(kept.recoverable),
                 f"; keep the incomplete one with: {RECOVER_COMMAND.format(root=self.dataset_root)}"
                 if self.incomplete_episodes else "",
             )
@@ -473,8 +492,10 @@ class LeRobotDataset:
 
     # ------------------------------------------------------------------ committing
 
-    def commit_saved_episode(self, buffer: EpisodeBuffer, deadline: Callable[[], None] | None = None) -> None:
-        """Commit a sealed episode, or park it until its encoding batch is full (the saver's worker calls this).
+    def commit_saved_episode(self, buffer: EpisodeBuffer, index: int | None = None,
+                             deadline: Callable[[], None] | None = None) -> None:
+        """Commit a sealed episode as episode `index`, or park it until its encoding batch is full
+        (the saver's worker calls this). An `index` that is not the dataset's next raises EpisodeIndexError.
 
         Raises SavingStoppedError, keeping the episode in the spool, once an earlier save has failed.
         """
@@ -484,6 +505,12 @@ class LeRobotDataset:
                 f"kept in {buffer.path} ({buffer.num_frames} frames) behind the failed save; the next open of "
                 f"{self.root} commits it (saving stopped: {self.saving_stopped})"
             )
+        if index is not None:
+            batch = self._awaiting_batch
+            expected = self.num_episodes + (batch.index(buffer) if buffer in batch else len(batch))
+            if index != expected:
+                raise EpisodeIndexError(f"{buffer.path} was handed over as episode {index} but would be committed as "
+                                        f"episode {expected}; it is kept in the spool")
         if buffer not in self._awaiting_batch:
             self._awaiting_batch.append(buffer)
         if len(self._awaiting_batch) >= self.batch_encoding_size:

@@ -1,5 +1,5 @@
 """Saving episodes in the background while recording goes on."""
 
-from .async_saver import AsyncEpisodeSaver, EpisodeSaveResult
+from .async_saver import AsyncEpisodeSaver, EpisodeHeld, EpisodeSaveResult, SaveQueueStatus, SaveTimeoutError
 
-__all__ = ["AsyncEpisodeSaver", "EpisodeSaveResult"]
+__all__ = ["AsyncEpisodeSaver", "EpisodeHeld", "EpisodeSaveResult", "SaveQueueStatus", "SaveTimeoutError"]

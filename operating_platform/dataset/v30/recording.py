@@ -10,6 +10,7 @@ once it is packed, and an open of ours after a crash packs every committed one.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,8 @@ class V30Dataset:
         self.pack_error = None
         return self.last_pack
 
-    def storage_status(self) -> dict:
-        return {**self._store.storage_status(), "pack_error": self.pack_error}
+    def storage_status(self):
+        return replace(self._store.storage_status(), pack_error=self.pack_error)
 
     def close(self, timeout: float | None = None) -> None:
         try:
