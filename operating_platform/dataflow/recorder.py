@@ -35,6 +35,7 @@ from operating_platform.hardware.base import SO101_JOINT_NAMES
 
 from .messages import (
     DORA_MESSAGE_LIMIT,
+    KEYS,
     METADATA_ALLOWANCE,
     EpisodeLayout,
     ImageMsg,
@@ -57,7 +58,6 @@ from .timing import TIMING_POLICIES, EpisodeClock
 logger = logging.getLogger(__name__)
 Emit = Callable[[str, object, dict], None]
 
-KEYS = {"n": "end episode and save", "r": "re-record (discard episode)", "p": "proceed from reset", "e": "exit"}
 CAMERA_INPUT_PREFIX = "camera_"
 STATUS_EVERY_FRAMES = 10
 
