@@ -11,7 +11,7 @@ from operating_platform.hardware.cameras import open_camera
 
 from .messages import encode_image
 from .problems import ProblemLog
-from .settings import setting
+from .settings import EnvSettings
 
 Emit = Callable[[str, object, dict], None]
 
@@ -45,11 +45,7 @@ class CameraPublisher:
 
 def camera_from_env(env: dict[str, str] = os.environ) -> CameraSource:
     """CAMERA_NAME, CAMERA_SOURCE (sim|opencv), CAMERA_DEVICE, CAMERA_WIDTH/HEIGHT, CAMERA_FPS (else FPS)."""
-    name = env.get("CAMERA_NAME", "camera")
-
-    def get(key, cast, default):
-        return setting(env, f"camera_{name}", key, cast, default)
-
-    return open_camera(get("CAMERA_SOURCE", str, "sim"), name=name, device=get("CAMERA_DEVICE", str, ""),
-                       width=get("CAMERA_WIDTH", int, 640), height=get("CAMERA_HEIGHT", int, 480),
-                       fps=get("CAMERA_FPS", int, get("FPS", int, 30)))
+    name = EnvSettings(env, "camera").camera_name
+    s = EnvSettings(env, f"camera_{name}")
+    return open_camera(s.camera_source, name=name, device=s.camera_device, width=s.camera_width,
+                       height=s.camera_height, fps=s.camera_fps or s.fps)
