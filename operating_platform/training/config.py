@@ -15,7 +15,7 @@ import yaml
 
 from .mock import MockDataset
 from .reader import LeRobotReader
-from operating_platform.hardware.sim_teleop import record_sim_dataset
+from operating_platform.sim.teleop import record_sim_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs" / "dataloader"
