@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from operating_platform.core.config import RecordConfig, RobotConfig, parse_config
-from operating_platform.core.dataflow import DATAFLOW_FILES, dataflow_env, synced_dataflow_file
+from operating_platform.core.dataflow import DATAFLOW_FILES, SAVER_QUEUE_SIZE, dataflow_env, synced_dataflow_file
 from operating_platform.dataflow.arm import arm_from_env
 from operating_platform.dataflow.recorder import RecorderConfig
 from operating_platform.dataflow.saver import SaverConfig
@@ -56,6 +56,7 @@ def test_node_configs_default_to_the_schema():
         DEFAULTS.async_save_queue_size, DEFAULTS.async_save_max_retries, DEFAULTS.async_save_timeout_s)
     assert RecorderConfig().save_timeout_s == DEFAULTS.async_save_timeout_s
     assert RecorderConfig().cameras == DEFAULTS.record_cameras.split(",")
+    assert DEFAULTS.saver_window <= SAVER_QUEUE_SIZE  # the recorder's credits fit the saver's backpressure queue
 
 
 def test_console_flag_defaults_are_the_schemas():

@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NODES_DIR = REPO_ROOT / "nodes"
 ARM_TICK = "dora/timer/millis/20"
 ARM_QUEUE_SIZE = 50  # ~1 s of joint messages: only the newest is sampled, the queue rides out hold-ups
-SAVER_QUEUE_SIZE = 64  # frames buffered at the saver (~2 s at 30 fps) before the recorder is held back
+SAVER_QUEUE_SIZE = 64  # frames buffered at the saver (~2 s at 30 fps); >= SAVER_WINDOW, so dora never drops
 
 
 def _script(name: str, python: str) -> dict:
