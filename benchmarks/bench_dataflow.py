@@ -26,7 +26,8 @@ import psutil
 
 from operating_platform.core.config import parse_config
 from operating_platform.core.dataflow import write_dataflow
-from operating_platform.core.launcher import DoraLauncher, join_as_keyboard, node_logs_to
+from operating_platform.core.launcher import DoraLauncher, join_as_keyboard
+from operating_platform.dataflow.runtime import node_logs_to
 from operating_platform.dataflow.messages import MessageError, decode_status
 
 NODE_SCRIPTS = ("camera", "arm", "recorder", "saver")

@@ -14,7 +14,6 @@ extrapolated from measured batches), and the state size in bytes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from operating_platform.training import loader_state
 from operating_platform.training.loader import create_data_loader
 from operating_platform.training.reader import LeRobotReader
-from operating_platform.sim.teleop import record_sim_dataset
+from operating_platform.simulation.teleop import record_sim_dataset
 
 
 def dataset(args) -> Path:
@@ -48,7 +47,7 @@ def throughput(reader, args, workers: int) -> float:
 def restore_cost(reader, args, state_dir: Path, batches_seen: int) -> tuple[float, float]:
     """(seconds in load_dataloader_state, seconds from then to the first batch) at batches_seen."""
     probe = create_data_loader(reader, args.batch_size, seed=0, persistent_iterator=True)
-    loader_state.save_state(state_dir, dataclasses.replace(probe.state(), batches_seen=batches_seen))
+    loader_state.save_state(state_dir, {**iter(probe).get_state(), "batches_seen": batches_seen})
     loader = create_data_loader(reader, args.batch_size, seed=0, persistent_iterator=True)
     start = time.perf_counter()
     loader.load_dataloader_state(state_dir)

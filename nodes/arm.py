@@ -5,10 +5,8 @@ Settings: ARM_DRIVER (sim|so101), ARM_ROLE (leader|follower), ARM_PORT, ARM_CALI
 
 import os
 
-from dora import Node
-
 from operating_platform.dataflow.arm import ArmPublisher, arm_from_env
-from operating_platform.dataflow.runtime import emitter, run_events
+from operating_platform.dataflow.runtime import connect, emitter, run_events
 from operating_platform.dataflow.settings import EnvSettings
 
 
@@ -18,7 +16,7 @@ def main() -> None:
         driver = arm_from_env()
     except Exception as exc:  # a bad port, servo or calibration file: one line in the node's log, not a traceback
         raise SystemExit(f"arm_{role}: cannot start: {type(exc).__name__}: {exc}") from None
-    node = Node()
+    node = connect(f"arm_{role}")
     arm = ArmPublisher(driver, emitter(node), role=role)
 
     def on_input(input_id, value, metadata):

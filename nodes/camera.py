@@ -2,10 +2,8 @@
 
 import os
 
-from dora import Node
-
 from operating_platform.dataflow.camera import CameraPublisher, camera_from_env
-from operating_platform.dataflow.runtime import emitter, run_events
+from operating_platform.dataflow.runtime import connect, emitter, run_events
 from operating_platform.dataflow.settings import EnvSettings
 
 
@@ -15,7 +13,7 @@ def main() -> None:
         source = camera_from_env()
     except Exception as exc:  # a missing device or file: one line in the node's log, not a traceback
         raise SystemExit(f"camera_{name}: cannot start: {type(exc).__name__}: {exc}") from None
-    node = Node()
+    node = connect(f"camera_{name}")
     camera = CameraPublisher(source, emitter(node), name=name)
     try:
         # Runs until the recorder exits (its `done` output, our `recorder_done` input, closes).

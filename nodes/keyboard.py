@@ -31,7 +31,7 @@ if __name__ == "__main__":
     from dora import Node
 
     from operating_platform.core.console import run_session
-    from operating_platform.core.launcher import node_logs_to
+    from operating_platform.dataflow.runtime import node_logs_to
     from operating_platform.dataflow.keyboard import terminal_or_no_keys
 
     log = Path(tempfile.gettempdir()) / "keyboard-node.log"

@@ -1,14 +1,13 @@
 """dora node `recorder`: samples arms + cameras at FPS, runs episodes, streams them to the saver."""
 
-from dora import Node
-
 from operating_platform.dataflow.recorder import Recorder, RecorderConfig
-from operating_platform.dataflow.runtime import emitter, run_events
+from operating_platform.dataflow.runtime import connect, dora_messages_log, emitter, run_events
 
 
 def main() -> None:
     config = RecorderConfig.from_env()
-    node = Node()
+    node = connect("recorder")
+    print(f"[recorder] dora's own messages of each node: {dora_messages_log(node.dataflow_id(), '<node>')}", flush=True)
     recorder = Recorder(config, emitter(node))
     # Runs until the saver acknowledged `finish` (outputs still queued are dropped when a node exits).
     run_events(node, recorder.on_input, done=lambda: recorder.done, on_stop=recorder.on_dora_stop,

@@ -3,10 +3,9 @@
 import functools
 import os
 import signal
+import sys
 
-from dora import Node
-
-from operating_platform.dataflow.runtime import emitter, run_events
+from operating_platform.dataflow.runtime import connect, emitter, run_events
 from operating_platform.dataflow.saver import Saver, SaverConfig, recover_command
 
 
@@ -19,8 +18,8 @@ def main() -> None:
     # dora sends SIGTERM before its SIGKILL at the end of the stop grace period: keep committing
     # until then, and say how to commit what a kill leaves in the spool.
     notice = f"[saver] SIGTERM: still committing; if killed, commit the rest with: {recover_command(config.dataset_root)}\n"
-    signal.signal(signal.SIGTERM, lambda *_: os.write(2, notice.encode()))  # no print(): it may interrupt one
-    node = Node()
+    signal.signal(signal.SIGTERM, lambda *_: os.write(sys.stderr.fileno(), notice.encode()))  # no print(): it may interrupt one
+    node = connect("saver")
     saver = Saver(config.open_dataset, emitter(node), say=say,
                   drain_timeout_s=config.async_save_timeout_s * config.async_save_queue_size)
     # dora's STOP is the last event (the stream ends after it): the episode in progress is saved then.

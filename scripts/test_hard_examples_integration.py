@@ -8,24 +8,26 @@ Feeds batches and their per-sample losses to HardExampleTracker and checks its
 invariants against an independent record of every loss seen: mock batches (64x64
 images) by default, or batches of a recorded dataset through the real loader (camera
 frames, losses of an untrained behaviour-cloning policy) with --dataset. The final
-report (JSONL + contact sheet) goes to --output_dir; its path is printed. Exits
-non-zero when any check fails.
+report (JSONL + contact sheet) goes to --output_dir; its path is printed, and
+results.json there records every check's verdict and the totals. Exits non-zero
+when any check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from operating_platform.training.bc import BCPolicy
 from operating_platform.training.hard_example_report import write_report
 from operating_platform.training.hard_examples import HardExampleTracker
 from operating_platform.training.loader import create_data_loader
-from operating_platform.training.mock import MockDataset, MockModel
 from operating_platform.training.reader import LeRobotReader
+from operating_platform.training.reference.bc import BCPolicy
+from operating_platform.training.reference.mock import MockDataset, MockModel
 from operating_platform.training.sources import collate
 
 RULE, THIN = "=" * 80, "-" * 80
@@ -129,6 +131,7 @@ def main(argv=None) -> int:
         if tracker.is_log_step(step):
             payload = tracker.log_if_ready(step)
     payload = tracker.log_if_ready(args.steps, force=True) or payload
+    written = {}
     if payload is not None:
         print_report(payload, args.steps)
         written = write_report(payload, args.output_dir)
@@ -148,6 +151,10 @@ def main(argv=None) -> int:
     checks = run_checks(tracker, all_losses, payload)
     for ok, text in checks:
         print(f"{'✓' if ok else '✗'} {text}")
+    results = {"checks": {text: ok for ok, text in checks}, "total_samples": tracker.total_samples,
+               "buffer_size": len(tracker.buffer), "report": {k: str(v.resolve()) for k, v in written.items()}}
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(args.output_dir) / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(RULE)
     if all(ok for ok, _ in checks):
         print("✅ TEST PASSED")

@@ -27,16 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from operating_platform.training.bc import BCPolicy
 from operating_platform.training.checkpoint import CheckpointManager
 from operating_platform.training.gather import LocalCollective, TcpCollective, free_port
-from operating_platform.training.harness import TrainConfig, train
 from operating_platform.training.hard_example_report import loss_plot, write_png
 from operating_platform.training.hard_examples import HardExampleTracker
 from operating_platform.training.loader import create_data_loader
-from operating_platform.training.mock import MockDataset, MockModel
-from operating_platform.training.optim import Adam
 from operating_platform.training.reader import LeRobotReader
+from operating_platform.training.reference.bc import BCPolicy
+from operating_platform.training.reference.harness import TrainConfig, train
+from operating_platform.training.reference.mock import MockDataset, MockModel
+from operating_platform.training.reference.optim import Adam
 
 RULE = "=" * 80
 

@@ -30,6 +30,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _never_real_time():
+    """A test that leaves pytest real-time (SVT-AV1 does so to the thread opening an encoder, as root)
+    fails here, and pytest is put back: real-time busy loops forked later would starve the machine."""
+    yield
+    if hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        pytest.fail("this test left pytest's main thread with a real-time scheduling policy")
+
+
+@pytest.fixture(autouse=True)
 def _outside_the_checkout(tmp_path_factory, monkeypatch):
     """Every test runs in an empty folder of its own, so relative defaults (data/<repo_id>) never see
     what a user recorded in the checkout (e.g. the README's `dora run dataflow.yml` -> data/sim_demo)."""

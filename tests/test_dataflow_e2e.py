@@ -67,6 +67,8 @@ def test_dora_run_default_dataflow_records_a_valid_dataset_and_stops_on_its_own(
     assert info["codebase_version"] == (version or "v3.0")
     assert "Save stats: queued=3 completed=3 failed=0" in result.stdout + result.stderr
     assert f"recording into {workdir / 'data' / 'sim_demo'} " in result.stdout, "the saver names where the data lands"
+    noise = [line for line in (result.stdout + result.stderr).splitlines() if "Discarding event" in line or "dora#2742" in line]
+    assert not noise and list(workdir.glob("out/*/dora_recorder.log")), "dora's node messages go to out/<id>/dora_<node>.log"
     again = subprocess.run([dora_binary(), "run", "dataflow.yml", "--env", "NUM_EPISODES=1"], cwd=workdir, env=env,
                            capture_output=True, text=True, timeout=150, start_new_session=True)
     assert again.returncode != 0 and "already holds a dataset" in again.stdout, "a 2nd run does not mix into the 1st"

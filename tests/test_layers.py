@@ -8,8 +8,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "operating_platform"
 FORBIDDEN = {
-    "hardware": ("sim", "dataflow", "dataset", "saving", "training", "core"),
-    "sim": ("dataflow", "saving", "training", "core"),
+    "hardware": ("simulation", "dataflow", "dataset", "saving", "training", "core"),
+    "simulation": ("dataflow", "saving", "training", "core"),
 }
 
 

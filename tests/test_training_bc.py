@@ -5,11 +5,11 @@ import pytest
 from e2e_helpers import copy_dataflow
 from training_fixtures import recorded_dataset
 
-from operating_platform.training.bc import BCPolicy
-from operating_platform.training.harness import TrainConfig, train
 from operating_platform.training.loader import create_data_loader
-from operating_platform.training.optim import Adam
 from operating_platform.training.reader import LeRobotReader
+from operating_platform.training.reference.bc import BCPolicy
+from operating_platform.training.reference.harness import TrainConfig, train
+from operating_platform.training.reference.optim import Adam
 from operating_platform.training.sources import collate
 
 

@@ -12,11 +12,17 @@ import pytest
 from e2e_helpers import Lines
 
 from operating_platform.training.checkpoint import CheckpointError, CheckpointManager
-from operating_platform.training.harness import TrainConfig, train
 from operating_platform.training.hard_examples import HardExampleTracker
 from operating_platform.training.loader import create_data_loader
-from operating_platform.training.mock import MockDataset, MockModel
-from operating_platform.training.optim import Adam
+from operating_platform.training.reference.harness import (
+    TrainConfig,
+    default_entry_text,
+    format_hard_examples,
+    format_step_line,
+    train,
+)
+from operating_platform.training.reference.mock import MockDataset, MockModel
+from operating_platform.training.reference.optim import Adam
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,3 +126,16 @@ def test_mock_training_with_two_processes(tmp_path):
         "dataloader_state_process_00000.json", "dataloader_state_process_00001.json"]
     report = (tmp_path / "hard_examples" / "hard_examples_step_00000010.jsonl").read_text().splitlines()
     assert {json.loads(line)["process_index"] for line in report} == {0, 1}
+
+
+def test_log_lines_show_every_metric_and_the_hardest_examples():
+    record = {"step": 3, "loss": 1.5, "grad_norm": 0.25, "param_norm": 2.0, "token_acc": 0.5, "max_per_sample_loss": 7.0}
+    assert format_step_line(3, record) == (
+        "Step    3: loss=1.5000, grad_norm=0.2500, param_norm=2.0000, token_acc=0.5000, max_per_sample_loss=7.0000"
+    )
+    payload = {"entries": [{"loss": 9.0, "step": 2, "prompt": "open"}, {"loss": 8.0, "step": 1, "prompt": "close"}],
+               "quantile_threshold": 3.0, "total_samples": 336}
+    assert format_hard_examples(payload, 1, default_entry_text) == [
+        "  Hard examples: 2 entries, threshold=3.0000, total_samples=336",
+        "    #1: loss=9.0000, step=2, prompt=open...",
+    ]

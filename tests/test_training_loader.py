@@ -1,5 +1,6 @@
 """The data loader: deterministic batches, exact resume at any point, clear refusals."""
 
+import itertools
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ from training_fixtures import FailingDataset, JitteryDataset
 
 from operating_platform.training.loader import PERSISTENT_REQUIRED, DataLoaderWorkerError, create_data_loader
 from operating_platform.training.loader_state import DataLoaderStateError, state_path
-from operating_platform.training.mock import MockDataset
+from operating_platform.training.reference.mock import MockDataset
 from operating_platform.training.sources import ConcatDataset, batches_equal
 
 SMALL = dict(num_samples=37, image_hw=(8, 8), action_horizon=4, max_token_len=8)
@@ -21,7 +22,10 @@ def small(seed=0, **kw):
 
 
 def take(loader, n):
-    it = iter(loader)
+    return take_from(iter(loader), n)
+
+
+def take_from(it, n):
     return [next(it) for _ in range(n)]
 
 
@@ -54,6 +58,53 @@ def test_resume_is_exact_at_random_points(tmp_path_factory, batch, seed, stop, p
     assert second.load_dataloader_state(state_dir) == stop
     assert same(take(second, 5), reference[stop:])
     assert second.get_batches_seen() == stop + 5
+
+
+@given(
+    batch=st.integers(1, 9),
+    seed=st.integers(0, 1000),
+    stop=st.integers(0, 30),
+    epochs=st.sampled_from([None, 3]),
+    persistent=st.booleans(),
+)
+@settings(max_examples=30, deadline=None)
+def test_iterator_state_is_a_plain_value_that_resumes_exactly(batch, seed, stop, epochs, persistent):
+    """get_state() of one iterator, set_state() on a fresh one: the identical remaining batches."""
+    make = lambda: create_data_loader(small(), batch, seed=seed, num_epochs=epochs, persistent_iterator=persistent)  # noqa: E731
+    reference = list(itertools.islice(iter(make()), stop + 6))
+    first = iter(make())
+    stop = len(list(itertools.islice(first, stop)))  # a finite stream may end first
+    state = first.get_state()
+    assert json.loads(json.dumps(state)) == state and len(json.dumps(state)) < 512  # small, JSON-ready, no data
+    fresh = iter(make())
+    take_from(fresh, 3)  # a position of its own, overwritten
+    fresh.set_state(json.loads(json.dumps(state)))
+    assert fresh.batches_seen == stop
+    assert same(list(itertools.islice(fresh, 6)), reference[stop:])
+    assert first.get_state() == state  # reading the state does not move the iterator
+
+
+def test_iterator_state_with_workers_counts_handed_out_batches_only(worker_loaders):
+    reference = take(create_data_loader(small(), 4, seed=11), 9)
+    a, b = (iter(loader) for loader in worker_loaders)
+    a.set_state(iter(create_data_loader(small(), 4, seed=11)).get_state())  # batch 0
+    assert same(take_from(a, 4), reference[:4])  # more than 4 batches are in flight by now
+    state = a.get_state()
+    assert state["batches_seen"] == 4
+    take_from(b, 1)
+    b.set_state(state)
+    assert same(take_from(b, 5), reference[4:])
+
+
+def test_iterator_refuses_a_foreign_state_without_moving():
+    it = iter(create_data_loader(small(), 4, seed=0))
+    take_from(it, 2)
+    foreign = iter(create_data_loader(small(), 4, seed=1)).get_state()
+    with pytest.raises(DataLoaderStateError, match="seed: checkpoint has 1, loader has 0"):
+        it.set_state(foreign)
+    with pytest.raises(DataLoaderStateError, match="not a data-loader state"):
+        it.set_state({"batches_seen": 3})
+    assert it.batches_seen == 2
 
 
 @pytest.fixture(scope="module")

@@ -227,30 +227,3 @@ def join_as_keyboard(launcher: DoraLauncher, timeout_s: float):
                 raise LaunchError(f"could not join the dataflow as `keyboard` on daemon port {daemon_port}: "
                                   f"{str(exc).splitlines()[0]}") from None
             time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def node_logs_to(path: Path):
-    """The dora node API writes its own log lines (JSON, backtraces) on fds 1 and 2, e.g. teardown
-    warnings once the dataflow has ended; they go to `path`, and Python's sys.stdout/sys.stderr
-    keep writing to the terminal, so the operator sees only the console."""
-    streams = [("stdout", 1), ("stderr", 2)]
-    saved = {}
-    for name, fd in streams:
-        getattr(sys, name).flush()
-        saved[name] = (getattr(sys, name), os.dup(fd))
-    with open(path, "ab") as log:
-        for _, fd in streams:
-            os.dup2(log.fileno(), fd)
-    for name, fd in streams:
-        setattr(sys, name, os.fdopen(os.dup(saved[name][1]), "w", buffering=1))
-    try:
-        yield
-    finally:
-        for name, fd in streams:
-            getattr(sys, name).flush()
-            getattr(sys, name).close()
-            previous, original_fd = saved[name]
-            setattr(sys, name, previous)
-            os.dup2(original_fd, fd)
-            os.close(original_fd)

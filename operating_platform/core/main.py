@@ -27,7 +27,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from operating_platform.core.config import ConfigError, ConsoleConfig, camera_specs, help_text, parse_config  # noqa: E402
 from operating_platform.core.console import run_session  # noqa: E402
 from operating_platform.core.dataflow import write_dataflow  # noqa: E402
-from operating_platform.core.launcher import DoraLauncher, LaunchError, join_as_keyboard, node_logs_to  # noqa: E402
+from operating_platform.core.launcher import DoraLauncher, LaunchError, join_as_keyboard  # noqa: E402
+from operating_platform.dataflow.runtime import node_logs_to  # noqa: E402
 from operating_platform.core.preflight import LocationError, check_dataset_location, free_default_name  # noqa: E402
 from operating_platform.core.progress import StartupProgress  # noqa: E402
 from operating_platform.dataflow.keyboard import (  # noqa: E402

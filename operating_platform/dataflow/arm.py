@@ -64,7 +64,7 @@ def arm_from_env(env: dict[str, str] = os.environ) -> ArmDriver:
     if role not in ARM_ROLES:
         raise ValueError(f"arm: ARM_ROLE={role!r}, expected one of {ARM_ROLES}")
     if driver == "sim":
-        from operating_platform.sim.arm import SimFollowerArm, SimLeaderArm
+        from operating_platform.simulation.arm import SimFollowerArm, SimLeaderArm
 
         return SimLeaderArm(s.arm_name or role) if role == "leader" else SimFollowerArm()
     if driver == "so101":

@@ -58,7 +58,7 @@ def open_camera(source: str, name: str, device: str = "", width: int = DEFAULTS.
     OpenCV is imported only when asked for, so the simulated dataflow runs without it.
     """
     if source == "sim":
-        from operating_platform.sim.camera import SimCamera
+        from operating_platform.simulation.camera import SimCamera
 
         return SimCamera(name, width=width, height=height, fps=fps)
     if source == "opencv":

@@ -19,6 +19,7 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .format import DEFAULT_CRF, DEFAULT_GOP, DEFAULT_PIX_FMT, DEFAULT_VIDEO_CODEC  # noqa: E402
+from .scheduling import no_real_time_promotion  # noqa: E402
 from .spool import EpisodeBuffer  # noqa: E402
 
 
@@ -73,6 +74,8 @@ class VideoFileWriter:
             self._stream.width, self._stream.height = width, height
             self._stream.pix_fmt = encoding.pix_fmt
             self._stream.options = encoding.options()
+            with no_real_time_promotion():  # SVT-AV1 makes its threads real-time when run as root
+                self._stream.codec_context.open()
         except Exception as e:
             raise VideoEncodeError(f"{path}: cannot open {encoding.vcodec} encoder: {e}") from e
 

@@ -4,8 +4,9 @@ Batch k of a process is a pure function of (dataset, seed, k) (sampler.py), so:
 - workers may finish in any order: batches are handed out strictly by number;
 - the position is one integer (batches handed to the caller, not batches prefetched),
   saved per process in a few hundred bytes and restored without reading anything;
-- `load_dataloader_state` works before or after the iterator exists: in-flight
-  prefetched batches of the old position are discarded by generation number.
+- that position is the iterator's state, a small plain value (get_state/set_state);
+  the loader's save/load_dataloader_state write and read it as per-process files, and
+  restoring discards in-flight prefetched batches of the old position by generation number.
 """
 
 from __future__ import annotations
@@ -119,52 +120,89 @@ def _shutdown(procs, tasks, results, transport_dir) -> None:
     remove_transport_dir(transport_dir)
 
 
-class _BatchIterator:
-    """Hands out batches start, start+1, ... of one process; prefetches through the pool."""
+class _Workers:
+    """A loader's worker processes: started on first use, kept across its iterators, serving only the
+    newest one (results come back on one queue, so two iterators would take each other's batches)."""
+
+    def __init__(self, dataset, collate_fn, num_workers: int, mp_context: str):
+        self.count = num_workers
+        self._args = (dataset, collate_fn, num_workers, mp_context)
+        self._pool: _WorkerPool | None = None
+        self._user: object = None
+
+    def lend_to(self, user: object) -> None:
+        self._user = user
+
+    def pool_for(self, user: object) -> _WorkerPool | None:
+        """The pool (None without workers); refuses an iterator that a newer one replaced."""
+        if user is not self._user:
+            raise RuntimeError("this data-loader iterator was replaced by a newer iter(loader); use the new one")
+        if self.count and self._pool is None:
+            self._pool = _WorkerPool(*self._args)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+class DataLoaderIterator:
+    """Hands out batches of one process in order; prefetches through the loader's workers.
+
+    Its state is a small plain value, separate from the data (as Grain's iterators):
+    get_state() returns a JSON-ready dict, set_state() on any iterator over the same
+    dataset and order continues exactly there, discarding whatever was prefetched.
+    """
 
     _generations = itertools.count(1)
 
-    def __init__(self, loader: "DataLoader", start_batch: int):
-        self._loader = loader
-        self._generation = next(self._generations)
-        self._next = start_batch
-        self._submitted_upto = start_batch  # batches < this were sent to workers in this generation
-        self._ready: dict[int, dict | DataLoaderWorkerError] = {}
+    def __init__(self, dataset: SampleSource, layout: StreamLayout, collate_fn: Callable, workers: _Workers, prefetch: int):
+        self._dataset, self._layout, self._collate_fn = dataset, layout, collate_fn
+        self._workers = workers
+        self._window = workers.count * prefetch  # batches in flight
+        self._end = layout.num_batches()
+        self._seek(0)
+        workers.lend_to(self)
 
     @property
-    def next_batch(self) -> int:
+    def batches_seen(self) -> int:
+        """Batches handed to the caller (prefetched ones do not count)."""
         return self._next
 
-    def reset(self, batch: int) -> None:
-        """Continue from `batch`; whatever was prefetched for the old position is ignored."""
-        self._generation = next(self._generations)
-        self._next = self._submitted_upto = batch
-        self._ready.clear()
+    def get_state(self) -> dict[str, Any]:
+        return loader_state.LoaderState(self._dataset.fingerprint(), self._layout, self._next).to_json()
 
-    def __iter__(self) -> "_BatchIterator":
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue where `state` stood (also a state of another process count, at a common batch boundary)."""
+        saved = loader_state.LoaderState.from_json(state)
+        self._seek(loader_state.resume_batch(saved, self._layout, self._dataset.fingerprint()))
+
+    def _seek(self, batch: int) -> None:
+        self._generation = next(self._generations)  # results prefetched for the old position are ignored
+        self._next = self._submitted_upto = batch  # batches < _submitted_upto were sent in this generation
+        self._ready: dict[int, dict | DataLoaderWorkerError] = {}
+
+    def __iter__(self) -> "DataLoaderIterator":
         return self
 
     def __next__(self) -> dict[str, Any]:
-        loader = self._loader
-        if loader._active is not self:
-            raise RuntimeError("this data-loader iterator was replaced by a newer iter(loader); use the new one")
-        end = loader.layout.num_batches()
-        if end is not None and self._next >= end:
+        pool = self._workers.pool_for(self)
+        if self._end is not None and self._next >= self._end:
             raise StopIteration
-        pool = loader._ensure_pool()
         if pool is None:
-            batch = _load_batch(loader.dataset, loader.collate_fn, loader.layout.batch_indices(self._next))
+            batch = _load_batch(self._dataset, self._collate_fn, self._layout.batch_indices(self._next))
         else:
-            batch = self._from_pool(pool, end)
+            batch = self._from_pool(pool)
         self._next += 1
         return batch
 
-    def _from_pool(self, pool: _WorkerPool, end: int | None) -> dict[str, Any]:
-        window_end = self._next + self._loader.num_workers * self._loader.prefetch
-        if end is not None:
-            window_end = min(window_end, end)
+    def _from_pool(self, pool: _WorkerPool) -> dict[str, Any]:
+        window_end = self._next + self._window
+        if self._end is not None:
+            window_end = min(window_end, self._end)
         while self._submitted_upto < window_end:
-            pool.submit(self._generation, self._submitted_upto, self._loader.layout.batch_indices(self._submitted_upto))
+            pool.submit(self._generation, self._submitted_upto, self._layout.batch_indices(self._submitted_upto))
             self._submitted_upto += 1
         while self._next not in self._ready:
             message = pool.receive()
@@ -176,7 +214,7 @@ class _BatchIterator:
                     discard_batch(batch)  # prefetched for a position we no longer want
                 continue
             if error is not None:  # raised when (and only if) the caller reaches that batch
-                indices = self._loader.layout.batch_indices(batch_no).tolist()
+                indices = self._layout.batch_indices(batch_no).tolist()
                 self._ready[batch_no] = DataLoaderWorkerError(
                     f"data loader worker failed on batch {batch_no} (dataset indices {indices}): {error}"
                 )
@@ -216,18 +254,16 @@ class DataLoader:
         self.persistent_iterator = persistent_iterator
         self.collate_fn = collate_fn
         self.mp_context = mp_context
-        self._pool: _WorkerPool | None = None
-        self._active: _BatchIterator | None = None
-        self._start_batch = 0  # where the persistent iterator starts when created
+        self._workers = _Workers(dataset, collate_fn, num_workers, mp_context)
+        self._persistent = self._new_iterator() if persistent_iterator else None
 
     # ------------------------------------------------------------------ iteration
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        if self.persistent_iterator:
-            if self._active is None:
-                self._active = _BatchIterator(self, self._start_batch)
-            return self._active
-        self._active = _BatchIterator(self, 0)
-        return self._active
+    def _new_iterator(self) -> DataLoaderIterator:
+        return DataLoaderIterator(self.dataset, self.layout, self.collate_fn, self._workers, self.prefetch)
+
+    def __iter__(self) -> DataLoaderIterator:
+        """With persistent_iterator, always the same iterator; otherwise a new one from batch 0."""
+        return self._persistent if self._persistent is not None else self._new_iterator()
 
     def __len__(self) -> int:
         n = self.layout.num_batches()
@@ -235,15 +271,8 @@ class DataLoader:
             raise TypeError("data loader is infinite (num_epochs=None): it has no length")
         return n
 
-    def _ensure_pool(self) -> _WorkerPool | None:
-        if self.num_workers and self._pool is None:
-            self._pool = _WorkerPool(self.dataset, self.collate_fn, self.num_workers, self.mp_context)
-        return self._pool
-
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self._workers.close()
 
     def __enter__(self) -> "DataLoader":
         return self
@@ -254,43 +283,26 @@ class DataLoader:
     # ------------------------------------------------------------------ checkpointing
     def get_batches_seen(self) -> int:
         """Batches handed to the caller (prefetched ones do not count)."""
-        self._require_persistent()
-        return self._active.next_batch if self._active is not None else self._start_batch
-
-    def state(self) -> loader_state.LoaderState:
-        self._require_persistent()
-        lay = self.layout
-        return loader_state.LoaderState(
-            dataset_fingerprint=self.dataset.fingerprint(),
-            num_samples=lay.num_samples,
-            seed=lay.seed,
-            shuffle=lay.shuffle,
-            num_epochs=lay.num_epochs,
-            drop_last=lay.drop_last,
-            batch_size=lay.batch_size,
-            process_index=lay.process_index,
-            process_count=lay.process_count,
-            batches_seen=self.get_batches_seen(),
-        )
+        return self._require_persistent().batches_seen
 
     def save_dataloader_state(self, directory: str | Path) -> Path:
         """Write this process's state file into `directory`; returns its path."""
-        return loader_state.save_state(directory, self.state())
+        return loader_state.save_state(directory, self._require_persistent().get_state())
 
     def load_dataloader_state(self, directory: str | Path) -> int:
         """Continue exactly where the saved run stopped; returns batches_seen of this process."""
-        self._require_persistent()
+        iterator = self._require_persistent()
         saved = loader_state.find_state(directory, self.layout.process_index)
-        batch = loader_state.resume_batch(saved, self.layout, self.dataset.fingerprint(), directory)
-        if self._active is None:
-            self._start_batch = batch
-        else:
-            self._active.reset(batch)
-        return batch
+        try:
+            iterator.set_state(saved.to_json())
+        except loader_state.DataLoaderStateError as e:
+            raise loader_state.DataLoaderStateError(f"{directory}: {e}") from None
+        return iterator.batches_seen
 
-    def _require_persistent(self) -> None:
-        if not self.persistent_iterator:
+    def _require_persistent(self) -> DataLoaderIterator:
+        if self._persistent is None:
             raise RuntimeError(PERSISTENT_REQUIRED)
+        return self._persistent
 
 
 def create_data_loader(

@@ -31,42 +31,57 @@ class DataLoaderStateError(RuntimeError):
 
 @dataclass(frozen=True)
 class LoaderState:
+    """Where one process's batch stream stands: the dataset, its layout, and batches handed out.
+
+    Its plain form (to_json) is the flat JSON object of the state files, and what
+    the iterator's get_state()/set_state() exchange."""
+
     dataset_fingerprint: str
-    num_samples: int
-    seed: int
-    shuffle: bool
-    num_epochs: int | None
-    drop_last: bool
-    batch_size: int
-    process_index: int
-    process_count: int
+    layout: StreamLayout
     batches_seen: int
     version: int = STATE_VERSION
 
     @property
     def global_position(self) -> int:
         """Samples of the stream consumed by all processes together."""
-        return self.batches_seen * self.batch_size * self.process_count
+        return self.batches_seen * self.layout.global_batch_size
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"dataset_fingerprint": self.dataset_fingerprint, **dataclasses.asdict(self.layout),
+                "batches_seen": self.batches_seen, "version": self.version}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "LoaderState":
+        try:
+            fields = dict(raw)
+            version = fields.pop("version", STATE_VERSION)
+            if version != STATE_VERSION:
+                raise DataLoaderStateError(f"state version {version}, this loader reads {STATE_VERSION}")
+            fingerprint, batches_seen = fields.pop("dataset_fingerprint"), fields.pop("batches_seen")
+            return cls(fingerprint, StreamLayout(**fields), int(batches_seen), version)
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataLoaderStateError(f"not a data-loader state ({type(e).__name__}: {e})") from e
 
     @classmethod
     def from_file(cls, path: Path) -> "LoaderState":
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**raw)
-        except (OSError, json.JSONDecodeError, TypeError) as e:
+        except (OSError, json.JSONDecodeError) as e:
             raise DataLoaderStateError(f"{path}: not a readable data-loader state ({e})") from e
+        try:
+            return cls.from_json(raw)
+        except DataLoaderStateError as e:
+            raise DataLoaderStateError(f"{path}: {e}") from e
 
 
 def state_path(directory: Path | str, process_index: int) -> Path:
     return Path(directory) / _FILE_PATTERN.format(process_index=process_index)
 
 
-def save_state(directory: Path | str, state: LoaderState) -> Path:
-    path = state_path(directory, state.process_index)
-    write_json_atomic(path, state.to_json())
+def save_state(directory: Path | str, state: dict) -> Path:
+    """Write a plain state (an iterator's get_state()) as this process's file."""
+    path = state_path(directory, LoaderState.from_json(state).layout.process_index)
+    write_json_atomic(path, state)
     return path
 
 
@@ -89,33 +104,25 @@ def find_state(directory: Path | str, process_index: int) -> LoaderState:
     return states[0]
 
 
-def resume_batch(saved: LoaderState, layout: StreamLayout, fingerprint: str, where: Path | str) -> int:
+def resume_batch(saved: LoaderState, layout: StreamLayout, fingerprint: str) -> int:
     """The batch number `layout` must continue from, or a clear refusal."""
-    if saved.version != STATE_VERSION:
-        raise DataLoaderStateError(f"{where}: state version {saved.version}, this loader reads {STATE_VERSION}")
-    mismatches = [
-        (name, old, new)
-        for name, old, new in (
-            ("dataset fingerprint", saved.dataset_fingerprint, fingerprint),
-            ("num_samples", saved.num_samples, layout.num_samples),
-            ("seed", saved.seed, layout.seed),
-            ("shuffle", saved.shuffle, layout.shuffle),
-            ("num_epochs", saved.num_epochs, layout.num_epochs),
-        )
-        if old != new
+    old = saved.layout
+    mismatches = [("dataset fingerprint", saved.dataset_fingerprint, fingerprint)] if saved.dataset_fingerprint != fingerprint else []
+    mismatches += [
+        (name, getattr(old, name), getattr(layout, name))
+        for name in ("num_samples", "seed", "shuffle", "num_epochs")
+        if getattr(old, name) != getattr(layout, name)
     ]
     if mismatches:
-        detail = "; ".join(f"{name}: checkpoint has {old!r}, loader has {new!r}" for name, old, new in mismatches)
-        raise DataLoaderStateError(
-            f"{where}: the data-loader state was written for another dataset or order ({detail})"
-        )
+        detail = "; ".join(f"{name}: checkpoint has {was!r}, loader has {now!r}" for name, was, now in mismatches)
+        raise DataLoaderStateError(f"the data-loader state was written for another dataset or order ({detail})")
     position = saved.global_position
     if position % layout.global_batch_size:
         raise DataLoaderStateError(
-            f"{where}: cannot resume exactly: the checkpoint stopped at stream position {position} "
-            f"({saved.process_count} processes x batch {saved.batch_size} x {saved.batches_seen} batches), "
+            f"cannot resume exactly: the checkpoint stopped at stream position {position} "
+            f"({old.process_count} processes x batch {old.batch_size} x {saved.batches_seen} batches), "
             f"which is not a multiple of the new global batch {layout.process_count} x {layout.batch_size}"
         )
-    if (layout.drop_last != saved.drop_last) and layout.num_epochs is not None:
-        raise DataLoaderStateError(f"{where}: drop_last differs (checkpoint {saved.drop_last}, loader {layout.drop_last})")
+    if (layout.drop_last != old.drop_last) and layout.num_epochs is not None:
+        raise DataLoaderStateError(f"drop_last differs (checkpoint {old.drop_last}, loader {layout.drop_last})")
     return position // layout.global_batch_size

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import tempfile
 import traceback
 from pathlib import Path
 from typing import Callable, Iterator
 
 from operating_platform.dataset.format import ACTION_KEY, STATE_KEY
-from operating_platform.training.config import load_config
+from operating_platform.simulation.teleop import record_sim_dataset
 from operating_platform.training.loader import create_data_loader
+from operating_platform.training.reference.dataloader_config import load_config
 
 RULE = "=" * 80
 
 
 class CheckFailed(AssertionError):
     pass
+
+
+PASSED: list[str] = []  # the checks passed so far, in order (written to --results)
+FACTS: dict[str, object] = {}  # figures worth asserting on (written to --results)
+
+
+def passed(text: str) -> None:
+    print(f"✓ {text}")
+    PASSED.append(text)
 
 
 def check(condition: bool, message: str) -> None:
@@ -29,7 +40,13 @@ def parse_args(description: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config-name", default="sim_small", help="configs/dataloader/<name>.yaml, or a path to a YAML file")
     p.add_argument("--checkpoint-dir", default=None, help="default: a fresh temporary directory")
+    p.add_argument("--results", default=None, help="also write the verdict and the checks passed to this JSON file")
     return p.parse_args()
+
+
+def record_from_simulation(root: Path, **settings) -> None:
+    print(f"  Dataset {root} not found: recording it from the simulated arm and cameras...")
+    record_sim_dataset(root, **settings)
 
 
 class LoaderFactory:
@@ -38,8 +55,8 @@ class LoaderFactory:
     def __init__(self, config_name: str):
         print("Loading configuration...")
         self.config = load_config(config_name)
-        self.dataset = self.config.build_dataset()
-        print(f"✓ Config loaded: {self.config.name} ({len(self.dataset)} samples)")
+        self.dataset = self.config.build_dataset(record_missing=record_from_simulation)
+        passed(f"Config loaded: {self.config.name} ({len(self.dataset)} samples)")
 
     def __call__(self, **overrides):
         settings = {"batch_size": 8, "shuffle": True, "seed": 0, "persistent_iterator": True, **self.config.loader, **overrides}
@@ -53,7 +70,7 @@ def checkpoint_root(arg: str | None) -> Iterator[Path]:
         base = Path(arg) if arg else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dataloader_ckpt_")))
         root = base / "test_checkpoint"
         root.mkdir(parents=True, exist_ok=True)
-        print(f"✓ Checkpoint directory: {root}")
+        passed(f"Checkpoint directory: {root}")
         yield root
 
 
@@ -71,16 +88,17 @@ def run_suite(title: str, description: str, run: Callable[[argparse.Namespace], 
     print(RULE)
     print(title)
     print(RULE + "\n")
+    failure = None
     try:
         run(args)
     except Exception as e:
         if not isinstance(e, CheckFailed):
             traceback.print_exc()
-        print("\n" + RULE)
-        print(f"TEST FAILED ✗: {type(e).__name__}: {e}")
-        print(RULE)
-        return 1
+        failure = f"{type(e).__name__}: {e}"
     print("\n" + RULE)
-    print("ALL TESTS PASSED! ✓")
+    print(f"TEST FAILED ✗: {failure}" if failure else "ALL TESTS PASSED! ✓")
     print(RULE)
-    return 0
+    if args.results:
+        results = {"passed": failure is None, "failure": failure, "checks": PASSED, "facts": FACTS}
+        Path(args.results).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 1 if failure else 0

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from checkpoint_common import RULE, CheckFailed, LoaderFactory, check, checkpoint_root, run_suite, state_size
+from checkpoint_common import FACTS, RULE, CheckFailed, LoaderFactory, check, checkpoint_root, passed, run_suite, state_size
 from test_dataloader_checkpoint_simple import run_steps as basic_steps
 
 from operating_platform.training.loader import create_data_loader
 from operating_platform.training.loader_state import DataLoaderStateError
-from operating_platform.training.mock import MockDataset
+from operating_platform.training.reference.mock import MockDataset
 from operating_platform.training.sources import batches_equal
 
 
@@ -48,7 +48,7 @@ def save_load_cycles(make: LoaderFactory, root: Path) -> None:
     for i, batch in enumerate(take(loader, total - position), position):
         check(batches_equal(batch, reference[i]), f"final leg: batch {i} differs from the uninterrupted run")
     loader.close()
-    print(f"✓ {len(stops)} save/load cycles over {total} batches reproduce the uninterrupted run bit for bit")
+    passed(f"{len(stops)} save/load cycles over {total} batches reproduce the uninterrupted run bit for bit")
 
 
 def restore_order(make: LoaderFactory, root: Path) -> None:
@@ -62,7 +62,7 @@ def restore_order(make: LoaderFactory, root: Path) -> None:
     late.load_dataloader_state(root / "order")
     for i in range(6, 12):
         check(batches_equal(next(it), reference[i]), f"load after iter(): batch {i} differs")
-    print("✓ Loading after the iterator was created continues exactly (prefetched batches discarded)")
+    passed("Loading after the iterator was created continues exactly (prefetched batches discarded)")
 
 
 def identifiers(make: LoaderFactory) -> None:
@@ -73,7 +73,7 @@ def identifiers(make: LoaderFactory) -> None:
         window = np.sort(ids[epoch * n : (epoch + 1) * n])
         check(np.array_equal(window, np.arange(n)), f"epoch {epoch} does not cover every sample exactly once")
     check(not np.array_equal(ids[:n], ids[n : 2 * n]), "epochs 0 and 1 have the same order (shuffle per epoch broken)")
-    print(f"✓ Batch identifiers: each of 3 epochs covers all {n} samples exactly once, in a new order")
+    passed(f"Batch identifiers: each of 3 epochs covers all {n} samples exactly once, in a new order")
 
 
 def workers(make: LoaderFactory, root: Path) -> None:
@@ -85,7 +85,7 @@ def workers(make: LoaderFactory, root: Path) -> None:
         restored.load_dataloader_state(root / "workers")
         got += take(restored, 6)
     check(all(batches_equal(a, b) for a, b in zip(got, reference)), "worker batches differ from in-process batches")
-    print("✓ 2 workers with prefetch give the in-process batches, and resume exactly")
+    passed("2 workers with prefetch give the in-process batches, and resume exactly")
 
 
 def multi_process(make: LoaderFactory, root: Path) -> None:
@@ -96,22 +96,22 @@ def multi_process(make: LoaderFactory, root: Path) -> None:
     check(not set(seen[0]) & set(seen[1]), "processes 0 and 1 read overlapping samples")
     for s in shards:
         s.save_dataloader_state(root / "multi")
-    print(f"✓ 2 processes: disjoint shards ({len(seen[0])} + {len(seen[1])} samples); per-process state files written")
+    passed(f"2 processes: disjoint shards ({len(seen[0])} + {len(seen[1])} samples); per-process state files written")
     nexts = [take(s, 1)[0] for s in shards]
     single = make(process_index=0, process_count=1, batch_size=2 * batch)
     single.load_dataloader_state(root / "multi")
     merged = take(single, 1)[0]
     check(np.array_equal(merged["index"], np.concatenate([n["index"] for n in nexts])), "1-process resume is not at the same global position")
-    print("✓ Restored with 1 process (same global batch): continues at the same global position")
+    passed("Restored with 1 process (same global batch): continues at the same global position")
     odd = make(process_index=0, process_count=3, batch_size=batch)
     try:
         odd.load_dataloader_state(root / "multi")
         if epoch_steps * 2 % 3 == 0:
-            print("✓ Restored with 3 processes: the position falls on a 3-process batch boundary")
+            passed("Restored with 3 processes: the position falls on a 3-process batch boundary")
         else:
             raise CheckFailed("restoring at a position that is not a 3-process batch boundary was accepted")
     except DataLoaderStateError as e:
-        print(f"✓ Restoring with 3 processes refused: {e}")
+        passed(f"Restoring with 3 processes refused: {e}")
 
 
 def refusals(make: LoaderFactory, root: Path) -> None:
@@ -127,7 +127,7 @@ def refusals(make: LoaderFactory, root: Path) -> None:
         try:
             candidate.load_dataloader_state(root / "refuse")
         except DataLoaderStateError as e:
-            print(f"✓ State refused for {what}: {e}")
+            passed(f"State refused for {what}: {e}")
         else:
             raise CheckFailed(f"a state was applied to {what}")
 
@@ -138,7 +138,8 @@ def size_and_speed(make: LoaderFactory, root: Path) -> None:
     loader.save_dataloader_state(root / "size")
     start = time.perf_counter()
     make().load_dataloader_state(root / "size")
-    print(f"✓ State size {state_size(root / 'size')} bytes; restore took {1000 * (time.perf_counter() - start):.2f} ms")
+    FACTS["state_bytes"] = state_size(root / "size")
+    passed(f"State size {state_size(root / 'size')} bytes; restore took {1000 * (time.perf_counter() - start):.2f} ms")
 
 
 def run(args) -> None:
@@ -157,6 +158,7 @@ def run(args) -> None:
         for number, (title, section) in enumerate(sections, 1):
             print(f"\n{RULE}\nTest {number}: {title}\n{RULE}")
             section()
+            FACTS.setdefault("sections_done", []).append(title)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,24 @@
-"""Data-loader configs: configs/dataloader/<name>.yaml -> a dataset and loader settings.
+"""Data-loader configs of the checkpoint scripts: configs/dataloader/<name>.yaml -> a dataset and loader settings.
 
-A config names its dataset: a LeRobot v2.1 dataset at `root` (recorded from the
-simulated sources on first use when `build_if_missing` is given and `root` does
-not exist), or `kind: synthetic` for deterministic generated samples.
+A config names its dataset: a LeRobot v2.1 dataset at `root` (recorded on first use
+by the caller's `record_missing` when `build_if_missing` is given and `root` does
+not exist; the scripts pass the simulated arm and cameras), or `kind: synthetic`
+for deterministic generated samples.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
-from .mock import MockDataset
-from .reader import LeRobotReader
-from operating_platform.sim.teleop import record_sim_dataset
+from operating_platform.training.reader import LeRobotReader
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .mock import MockDataset
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO_ROOT / "configs" / "dataloader"
 _LOADER_KEYS = {"batch_size", "shuffle", "seed", "num_workers", "prefetch", "num_epochs", "drop_last"}
 
@@ -33,7 +34,8 @@ class DataConfig:
     dataset: dict[str, Any]
     loader: dict[str, Any] = field(default_factory=dict)
 
-    def build_dataset(self, log=print):
+    def build_dataset(self, record_missing: Callable[..., object] | None = None):
+        """The dataset; `record_missing(root, num_episodes=..., ...)` records a missing `root` when the config asks."""
         kind = self.dataset.get("kind", "lerobot")
         if kind == "synthetic":
             return MockDataset(
@@ -53,8 +55,9 @@ class DataConfig:
             build = self.dataset.get("build_if_missing")
             if build is None:
                 raise ConfigError(f"{self.path}: dataset root {root} does not exist (and no build_if_missing)")
-            log(f"  Dataset {root} not found: recording it from the simulated arm and cameras...")
-            record_sim_dataset(
+            if record_missing is None:
+                raise ConfigError(f"{self.path}: dataset root {root} does not exist (build_if_missing needs a recorder)")
+            record_missing(
                 root,
                 num_episodes=int(build.get("num_episodes", 4)),
                 frames_per_episode=int(build.get("frames_per_episode", 40)),

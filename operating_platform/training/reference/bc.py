@@ -17,7 +17,7 @@ import numpy as np
 from operating_platform.dataset.format import ACTION_KEY, STATE_KEY
 
 from .optim import Params
-from .reader import ACTION_PAD_KEY, LeRobotReader
+from operating_platform.training.reader import ACTION_PAD_KEY, LeRobotReader
 
 
 class BCPolicy:

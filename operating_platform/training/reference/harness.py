@@ -16,10 +16,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .checkpoint import CheckpointManager
-from .gather import LocalCollective
-from .hard_example_report import log_to_wandb, write_report
-from .hard_examples import HardExampleTracker, gather_hard_examples
+from operating_platform.training.checkpoint import CheckpointManager
+from operating_platform.training.gather import LocalCollective
+from operating_platform.training.hard_example_report import log_to_wandb, write_report
+from operating_platform.training.hard_examples import HardExampleTracker, gather_hard_examples
+
 from .optim import Adam, Params, global_norm
 
 EntryFormatter = Callable[[dict[str, Any]], str]
