@@ -21,7 +21,7 @@ from pathlib import Path
 from operating_platform.training import loader_state
 from operating_platform.training.loader import create_data_loader
 from operating_platform.training.reader import LeRobotReader
-from operating_platform.hardware.sim_teleop import record_sim_dataset
+from operating_platform.simulation.teleop import record_sim_dataset
 
 
 def dataset(args) -> Path:

@@ -27,7 +27,7 @@ import numpy as np
 import psutil
 
 from operating_platform.dataset import LeRobotDataset
-from operating_platform.hardware.sim_teleop import SimTeleopSession
+from operating_platform.simulation.teleop import SimTeleopSession
 
 FPS = 30
 

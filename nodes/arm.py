@@ -7,15 +7,17 @@ import os
 
 from operating_platform.dataflow.arm import ArmPublisher, arm_from_env
 from operating_platform.dataflow.runtime import connect, emitter, run_events
+from operating_platform.dataflow.settings import EnvSettings
 
 
 def main() -> None:
+    role = EnvSettings(os.environ, "arm").arm_role
     try:
         driver = arm_from_env()
     except Exception as exc:  # a bad port, servo or calibration file: one line in the node's log, not a traceback
-        raise SystemExit(f"arm_{os.environ.get('ARM_ROLE', 'leader')}: cannot start: {type(exc).__name__}: {exc}") from None
-    node = connect(f"arm_{os.environ.get('ARM_ROLE', 'leader')}")
-    arm = ArmPublisher(driver, emitter(node), role=os.environ.get("ARM_ROLE", "leader"))
+        raise SystemExit(f"arm_{role}: cannot start: {type(exc).__name__}: {exc}") from None
+    node = connect(f"arm_{role}")
+    arm = ArmPublisher(driver, emitter(node), role=role)
 
     def on_input(input_id, value, metadata):
         if input_id == "tick":

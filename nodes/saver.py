@@ -7,14 +7,13 @@ import sys
 
 from operating_platform.dataflow.runtime import connect, emitter, run_events
 from operating_platform.dataflow.saver import Saver, SaverConfig, recover_command
-from operating_platform.dataflow.settings import setting
 
 
 def main() -> None:
     config = SaverConfig.from_env()
     # Encoding is background work: lower its CPU priority (inherited by the encoder threads) so
     # cameras, arms and the recorder stay on time when the machine is busy.
-    os.nice(setting(os.environ, "saver", "SAVER_NICE", int, 5))
+    os.nice(config.saver_nice)
     say = functools.partial(print, flush=True)
     # dora sends SIGTERM before its SIGKILL at the end of the stop grace period: keep committing
     # until then, and say how to commit what a kill leaves in the spool.

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 
 from operating_platform.dataset import LeRobotDataset
-from operating_platform.hardware.sim_teleop import SimTeleopSession
+from operating_platform.simulation.teleop import SimTeleopSession
 
 REPO = Path(__file__).resolve().parent.parent
 TASK = "pick up the cube"

@@ -1,5 +1,6 @@
 """Shared pytest set-up: the `slow` marker is skipped unless --run-slow is given (CI passes it),
-the `workdir` fixture for tests that start processes, and every test run outside the checkout."""
+the `workdir` fixture for tests that start processes, `repo_module` for scripts and benchmarks the tests
+drive, and every test run outside the checkout."""
 
 import os
 import signal
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from e2e_helpers import processes_mentioning
+from e2e_helpers import load_repo_module, processes_mentioning
 
 
 def pytest_addoption(parser):
@@ -43,6 +44,12 @@ def _outside_the_checkout(tmp_path_factory, monkeypatch):
     """Every test runs in an empty folder of its own, so relative defaults (data/<repo_id>) never see
     what a user recorded in the checkout (e.g. the README's `dora run dataflow.yml` -> data/sim_demo)."""
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture(scope="session")
+def repo_module():
+    """`repo_module("scripts/x.py")`: that file imported as a module (scripts/ and benchmarks/ are no packages)."""
+    return load_repo_module
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from dataset_factory import create, make_frame, record_episode  # noqa: E402
+from dataset_factory import create, make_frame, record_episode  # beside this script, so importable when it runs
 
 import operating_platform.dataset.commit as commit  # noqa: E402
 import operating_platform.dataset.format as fmt  # noqa: E402

@@ -1,5 +1,6 @@
 """Helpers for tests that run real processes (dora dataflows, the console, the validator CLI)."""
 
+import importlib.util
 import json
 import os
 import queue
@@ -13,6 +14,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 VALIDATOR = REPO / "scripts" / "validate_dataset_format.py"
+
+
+def load_repo_module(relative: str):
+    """Import a file of the checkout that is no package's module (scripts/*.py, benchmarks/*.py) by its path."""
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses and pickling look the module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def processes_mentioning(marker: str) -> list[int]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -17,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dataset_factory import committed_states, create, expected_states_for, make_frame, record_episode  # noqa: E402
 

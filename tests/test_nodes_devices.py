@@ -7,12 +7,11 @@ import pyarrow as pa
 import pytest
 
 from operating_platform.dataflow.arm import ArmPublisher, arm_from_env
-from operating_platform.dataflow.camera import CameraPublisher, camera_from_env
+from operating_platform.dataflow.camera import CameraPublisher, camera_from_env, open_camera
 from operating_platform.dataflow.messages import decode_image, decode_joint, encode_joint
 from operating_platform.hardware.base import SO101_JOINT_NAMES, ArmDriver, CameraReadError, CameraSource
-from operating_platform.hardware.cameras import open_camera
-from operating_platform.hardware.cameras.sim import SimCamera
-from operating_platform.hardware.sim_arm import SO101_LIMITS, SimFollowerArm, SimLeaderArm
+from operating_platform.simulation.arm import SO101_LIMITS, SimFollowerArm, SimLeaderArm
+from operating_platform.simulation.camera import SimCamera
 
 
 class Clock:

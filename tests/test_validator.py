@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from dataset_factory import create, record_episode
+from e2e_helpers import load_repo_module
 from validator_faults import FAULTS, TOP, WRIST, edit_parquet
 
 from operating_platform.dataset import format as fmt
@@ -21,8 +22,7 @@ from operating_platform.dataset import LeRobotDataset
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "validate_dataset_format.py"
-sys.path.insert(0, str(SCRIPT.parent))
-import validate_dataset_format as cli  # noqa: E402
+cli = load_repo_module("scripts/validate_dataset_format.py")
 
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from operating_platform.hardware.sim_teleop import record_sim_dataset
+from operating_platform.simulation.teleop import record_sim_dataset
 
 
 def recorded_dataset(tmp_path_factory, name: str = "training_sim_ds", **kwargs) -> Path:

@@ -1,5 +1,6 @@
 """The operator console's flags (draccus): --robot.*, --record.*, --dora.*.
 
+Defaults shared with the dataflow's env settings come from its schema (dataflow/settings.py).
 Names follow DoRobot/LeRobot (`--robot.robot_type`, alias `--robot.type`,
 `--record.use_async_save`, ...). `parse_config` turns every bad flag or impossible
 combination into a `ConfigError` with one line naming the flag; main.py prints it
@@ -18,6 +19,7 @@ from pathlib import Path
 import draccus
 
 from operating_platform.dataflow.keyboard import KeyScriptError, parse_key_script
+from operating_platform.dataflow.settings import DEFAULTS
 from operating_platform.hardware.so101.calibrate import user_calibration_dir
 
 ROBOT_TYPES = ("sim", "so101")
@@ -39,47 +41,47 @@ class RobotConfig:
     """Serial port of the leader arm, e.g. /dev/ttyACM0 (so101 only)."""
     follower_port: str = ""
     """Serial port of the follower arm, e.g. /dev/ttyACM1 (so101 only)."""
-    cameras: str = "top=sim,wrist=sim"
+    cameras: str = ",".join(f"{name}=sim" for name in DEFAULTS.record_cameras.split(","))
     """Comma-separated name=source; source is `sim`, a device index (0), a device path (/dev/video2) or a video file."""
-    camera_width: int = 640
+    camera_width: int = DEFAULTS.camera_width
     """Width every camera is opened (and recorded) at."""
-    camera_height: int = 480
+    camera_height: int = DEFAULTS.camera_height
     """Height every camera is opened (and recorded) at."""
 
 
 @dataclass
 class RecordConfig:
-    repo_id: str = "sim_demo"
+    repo_id: str = DEFAULTS.repo_id
     """Dataset name."""
-    root: str = ""
+    root: str = DEFAULTS.root
     """Dataset directory; empty: data/<repo_id> (relative to where you run the console)."""
-    single_task: str = "pick the cube and place it in the box"
+    single_task: str = DEFAULTS.single_task
     """Task description stored with every episode."""
-    fps: int = 30
+    fps: int = DEFAULTS.fps
     """Frames recorded per second (cameras are read at this rate too)."""
-    num_episodes: int = 3
+    num_episodes: int = DEFAULTS.num_episodes
     """Episodes to record before stopping on its own (e ends earlier)."""
-    episode_time_s: float = 4.0
+    episode_time_s: float = DEFAULTS.episode_time_s
     """Length of an episode (n ends it earlier)."""
-    reset_time_s: float = 1.0
+    reset_time_s: float = DEFAULTS.reset_time_s
     """Pause between episodes to reset the scene (key p skips it)."""
     video: bool = True
     """Cameras are stored as videos (the only storage the writer offers)."""
-    vcodec: str = "libsvtav1"
+    vcodec: str = DEFAULTS.vcodec
     """Video codec: libsvtav1 (LeRobot's default), libx264, h264, ..."""
-    dataset_version: str = "v3.0"
+    dataset_version: str = DEFAULTS.dataset_version
     """LeRobot format of a new dataset: v3.0 (LeRobot >= 0.4) or v2.1 (LeRobot 0.3.x)."""
-    resume: bool = False
+    resume: bool = DEFAULTS.resume
     """Append to the dataset at root instead of refusing because it exists."""
-    use_async_save: bool = True
+    use_async_save: bool = DEFAULTS.use_async_save
     """false: recording pauses after each episode until it is committed (same dataset format)."""
-    async_save_queue_size: int = 10
+    async_save_queue_size: int = DEFAULTS.async_save_queue_size
     """Episodes waiting to be committed; when full, save_episode() waits for a slot (never drops)."""
-    async_save_max_retries: int = 3
+    async_save_max_retries: int = DEFAULTS.async_save_max_retries
     """Attempts to commit an episode again after a failure."""
-    async_save_timeout_s: float = 300.0
+    async_save_timeout_s: float = DEFAULTS.async_save_timeout_s
     """Longest time one episode's commit may take."""
-    batch_encoding_size: int = 1
+    batch_encoding_size: int = DEFAULTS.batch_encoding_size
     """Encode videos every N episodes (1: encode live while recording)."""
     keys: str = ""
     """Scripted keys instead of the terminal, e.g. "n@4,r@2,e@3": key@seconds after the previous key, counted from the start of the next take after n or r."""

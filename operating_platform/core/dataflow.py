@@ -2,18 +2,23 @@
 
 The graph is built from data (one function per node kind), so a hardware variant
 only changes node env (ARM_DRIVER=so101, CAMERA_SOURCE=opencv, ...), never the
-wiring. The default config renders the same graph and env keys as the
-hand-documented dataflow.yml at the repository root (a test keeps them in step).
+wiring. The default config renders the same graph as the documented dataflow.yml
+at the repository root (a test keeps them in step); the env blocks of both come
+from the settings schema (dataflow/settings.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 import sys
 from pathlib import Path
 
 import yaml
 
 from operating_platform.dataflow.recorder import CAMERA_INPUT_PREFIX
+from operating_platform.dataflow.settings import DEFAULTS, FIELDS, DataflowSettings, env_text, listed_settings, to_env
 
 from .config import CameraSpec, ConsoleConfig, calibration_file, camera_specs
 
@@ -21,8 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NODES_DIR = REPO_ROOT / "nodes"
 ARM_TICK = "dora/timer/millis/20"
 ARM_QUEUE_SIZE = 50  # ~1 s of joint messages: only the newest is sampled, the queue rides out hold-ups
-SAVER_QUEUE_SIZE = 64  # frames buffered at the saver (~2 s at 30 fps) before the recorder is held back
-SAVER_WINDOW = 60  # the recorder's credits: messages in flight, at most SAVER_QUEUE_SIZE, so dora never drops
+SAVER_QUEUE_SIZE = 64  # frames buffered at the saver (~2 s at 30 fps); >= SAVER_WINDOW, so dora never drops
 
 
 def _script(name: str, python: str) -> dict:
@@ -85,39 +89,60 @@ def saver_node(python: str) -> dict:
     }
 
 
-def dataflow_env(cfg: ConsoleConfig) -> dict[str, str]:
-    """Settings every node may read (same keys as dataflow.yml's env block)."""
+def dataflow_settings(cfg: ConsoleConfig) -> DataflowSettings:
+    """The console's flags as the nodes' settings; the rest stay at the schema's defaults."""
     robot, record = cfg.robot, cfg.record
-    flag = lambda b: "true" if b else "false"  # noqa: E731
-    return {
-        "REPO_ID": record.repo_id,
-        "DATASET_ROOT": str(record.dataset_root.resolve()),
-        "RESUME": flag(record.resume),
-        "DATASET_VERSION": record.dataset_version,
-        "ROBOT_TYPE": "so101",
-        "VCODEC": record.vcodec,
-        "USE_ASYNC_SAVE": flag(record.use_async_save),
-        "ASYNC_SAVE_QUEUE_SIZE": str(record.async_save_queue_size),
-        "ASYNC_SAVE_MAX_RETRIES": str(record.async_save_max_retries),
-        "ASYNC_SAVE_TIMEOUT_S": str(record.async_save_timeout_s),
-        "BATCH_ENCODING_SIZE": str(record.batch_encoding_size),
-        "SAVER_NICE": "5",
-        "FPS": str(record.fps),
-        "NUM_EPISODES": str(record.num_episodes),
-        "EPISODE_TIME_S": str(record.episode_time_s),
-        "RESET_TIME_S": str(record.reset_time_s),
-        "TASK": record.single_task,
-        "RECORD_CAMERAS": ",".join(c.name for c in camera_specs(robot)),
-        "MAX_STALENESS_S": "1",
-        "INPUT_TIMEOUT_S": "5",
-        "SAVER_TIMEOUT_S": "20",
-        "SAVER_WINDOW": str(SAVER_WINDOW),
-        "TIMING_POLICY": "warn",
-        "CAMERA_SOURCE": "sim",
-        "CAMERA_WIDTH": str(robot.camera_width),
-        "CAMERA_HEIGHT": str(robot.camera_height),
-        "ARM_DRIVER": "so101" if robot.robot_type == "so101" else "sim",
-    }
+    from_flags = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name in FIELDS}
+    from_flags.update(root=str(record.dataset_root.resolve()), record_cameras=",".join(c.name for c in camera_specs(robot)),
+                      camera_width=robot.camera_width, camera_height=robot.camera_height,
+                      arm_driver="so101" if robot.robot_type == "so101" else "sim")
+    return dataclasses.replace(DEFAULTS, **from_flags)
+
+
+def dataflow_env(cfg: ConsoleConfig) -> dict[str, str]:
+    """Settings every node may read (the keys of dataflow.yml's env block)."""
+    return to_env(dataflow_settings(cfg))
+
+
+# The documented dataflow files at the repository root: their env block is the schema's, with these
+# settings changed (value, comment or None for the schema's); scripts/sync_dataflow_env.py writes them.
+DATAFLOW_FILES = {
+    "dataflow.yml": {},
+    "dataflow_so101.yml": {"repo_id": ("so101_demo", None),
+                           "camera_source": ("opencv", "real cameras or video files (OpenCV)"),
+                           "arm_driver": ("so101", "Feetech STS3215 bus, 1 Mbaud")},
+}
+ENV_COMMENT_COLUMN = 33
+
+
+def _yaml_value(value: object) -> str:
+    text = env_text(value)
+    plain = not isinstance(value, (bool, str)) or (text != "" and yaml.safe_load(text) == text)
+    return text if plain else json.dumps(text)
+
+
+def env_block(changes: dict[str, tuple[object, str | None]]) -> str:
+    """The `env:` block of a dataflow file: every listed setting, grouped, with its comment."""
+    lines = ["env:"]
+    for f in listed_settings():
+        if f.metadata["section"]:
+            lines.append(f"  # --- {f.metadata['section']} ---")
+        value, doc = changes.get(f.name, (getattr(DEFAULTS, f.name), None))
+        line = f"  {f.metadata['env']}: {_yaml_value(value)}"
+        doc = doc or f.metadata["doc"]
+        lines.append(f"{line.ljust(ENV_COMMENT_COLUMN - 1)} # {doc}" if doc else line)
+    return "\n".join(lines) + "\n"
+
+
+def synced_dataflow_file(text: str, changes: dict[str, tuple[object, str | None]]) -> str:
+    """`text` (a dataflow file) with its top-level env block replaced by the schema's."""
+    match = ENV_BLOCK.search(text)
+    if match is None:
+        raise ValueError("no top-level `env:` block")
+    return text[:match.start()] + env_block(changes) + text[match.end():]
+
+
+ENV_BLOCK = re.compile(r"^env:\n(?:[ \t].*\n)*", re.MULTILINE)
 
 
 def build_dataflow(cfg: ConsoleConfig, python: str = sys.executable) -> dict:

@@ -10,6 +10,7 @@ from operating_platform.hardware.base import ArmDriver
 
 from .messages import MessageError, decode_joint, encode_joint
 from .problems import ProblemLog
+from .settings import EnvSettings
 
 Emit = Callable[[str, object, dict], None]
 ARM_DRIVERS = ("sim", "so101")
@@ -58,15 +59,16 @@ class ArmPublisher:
 
 def arm_from_env(env: dict[str, str] = os.environ) -> ArmDriver:
     """ARM_DRIVER (sim|so101), ARM_ROLE (leader|follower), ARM_PORT, ARM_CALIBRATION (json file)."""
-    driver, role = env.get("ARM_DRIVER", "sim"), env.get("ARM_ROLE", "leader")
+    s = EnvSettings(env, "arm")
+    driver, role = s.arm_driver, s.arm_role
     if role not in ARM_ROLES:
         raise ValueError(f"arm: ARM_ROLE={role!r}, expected one of {ARM_ROLES}")
     if driver == "sim":
-        from operating_platform.hardware.sim_arm import SimFollowerArm, SimLeaderArm
+        from operating_platform.simulation.arm import SimFollowerArm, SimLeaderArm
 
-        return SimLeaderArm(env.get("ARM_NAME", role)) if role == "leader" else SimFollowerArm()
+        return SimLeaderArm(s.arm_name or role) if role == "leader" else SimFollowerArm()
     if driver == "so101":
-        port, calibration = env.get("ARM_PORT", ""), env.get("ARM_CALIBRATION", "")
+        port, calibration = s.arm_port, s.arm_calibration
         if not port or not calibration:
             raise ValueError(f"arm {role}: ARM_DRIVER=so101 needs ARM_PORT and ARM_CALIBRATION (got {port!r}, {calibration!r})")
         from operating_platform.hardware.so101.arm import SO101Follower, SO101Leader

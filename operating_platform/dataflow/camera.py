@@ -7,13 +7,13 @@ import time
 from typing import Callable
 
 from operating_platform.hardware.base import CameraReadError, CameraSource
-from operating_platform.hardware.cameras import open_camera
 
 from .messages import encode_image
 from .problems import ProblemLog
-from .settings import setting
+from .settings import DEFAULTS, EnvSettings
 
 Emit = Callable[[str, object, dict], None]
+CAMERA_SOURCES = ("sim", "opencv")
 
 
 class CameraPublisher:
@@ -45,11 +45,26 @@ class CameraPublisher:
 
 def camera_from_env(env: dict[str, str] = os.environ) -> CameraSource:
     """CAMERA_NAME, CAMERA_SOURCE (sim|opencv), CAMERA_DEVICE, CAMERA_WIDTH/HEIGHT, CAMERA_FPS (else FPS)."""
-    name = env.get("CAMERA_NAME", "camera")
+    name = EnvSettings(env, "camera").camera_name
+    s = EnvSettings(env, f"camera_{name}")
+    return open_camera(s.camera_source, name=name, device=s.camera_device, width=s.camera_width,
+                       height=s.camera_height, fps=s.camera_fps or s.fps)
 
-    def get(key, cast, default):
-        return setting(env, f"camera_{name}", key, cast, default)
 
-    return open_camera(get("CAMERA_SOURCE", str, "sim"), name=name, device=get("CAMERA_DEVICE", str, ""),
-                       width=get("CAMERA_WIDTH", int, 640), height=get("CAMERA_HEIGHT", int, 480),
-                       fps=get("CAMERA_FPS", int, get("FPS", int, 30)))
+def open_camera(source: str, name: str, device: str = "", width: int = DEFAULTS.camera_width,
+                height: int = DEFAULTS.camera_height, fps: int = DEFAULTS.fps) -> CameraSource:
+    """`sim` needs nothing; `opencv` opens `device` (index, /dev/videoN or a video file).
+
+    OpenCV is imported only when asked for, so the simulated dataflow runs without it.
+    """
+    if source == "sim":
+        from operating_platform.simulation.camera import SimCamera
+
+        return SimCamera(name, width=width, height=height, fps=fps)
+    if source == "opencv":
+        if not device:
+            raise ValueError(f"camera {name!r}: CAMERA_SOURCE=opencv needs CAMERA_DEVICE (index, /dev/videoN or video file)")
+        from operating_platform.hardware.cameras.opencv import OpenCVCamera
+
+        return OpenCVCamera(device, width=width, height=height, fps=fps)
+    raise ValueError(f"camera {name!r}: unknown source {source!r} (expected one of {CAMERA_SOURCES})")

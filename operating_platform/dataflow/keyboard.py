@@ -17,7 +17,7 @@ import termios
 import tty
 from dataclasses import dataclass
 
-from .recorder import KEYS
+from .messages import KEYS
 
 
 class KeyScriptError(ValueError):

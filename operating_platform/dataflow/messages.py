@@ -8,7 +8,7 @@ a malformed message never crashes a node.
 Streams:
   image    flat uint8 [h*w*3]; metadata encoding (rgb8|bgr8), width, height, seq, stamp_ns
   joint    float32 [n];        metadata names, seq, stamp_ns
-  key      one-element string array
+  key      one-element string array, one of KEYS
   episode  recorder -> saver, one ordered stream: kind begin|frame|end|discard|finish,
            seq, episode_index; a frame carries frame_index and the payload
            state | action | image per camera, concatenated as bytes; `end` carries
@@ -130,6 +130,9 @@ def decode_joint(value: Any, metadata: dict | None, expected_names: list[str] | 
 
 
 # --------------------------------------------------------------------------- key
+
+# The keys the operator presses; the keyboard node sends them, the recorder acts on them.
+KEYS = {"n": "end episode and save", "r": "re-record (discard episode)", "p": "proceed from reset", "e": "exit"}
 
 
 def encode_key(key: str) -> pa.Array:

@@ -35,6 +35,7 @@ from operating_platform.hardware.base import SO101_JOINT_NAMES
 
 from .messages import (
     DORA_MESSAGE_LIMIT,
+    KEYS,
     METADATA_ALLOWANCE,
     SAVE_RESPONSE_WINDOW,
     EpisodeLayout,
@@ -53,7 +54,7 @@ from .messages import (
     encode_status,
 )
 from .problems import ProblemLog
-from .settings import env_bool, setting
+from .settings import DEFAULTS, EnvSettings
 from .stop_note import write_stop_note
 from .summary import recorder_line
 from .timing import TIMING_POLICIES, EpisodeClock
@@ -61,30 +62,29 @@ from .timing import TIMING_POLICIES, EpisodeClock
 logger = logging.getLogger(__name__)
 Emit = Callable[[str, object, dict], None]
 
-KEYS = {"n": "end episode and save", "r": "re-record (discard episode)", "p": "proceed from reset", "e": "exit"}
 CAMERA_INPUT_PREFIX = "camera_"
 STATUS_EVERY_FRAMES = 10
 
 
 @dataclass
 class RecorderConfig:
-    fps: int = 30
-    episode_time_s: float = 4.0
-    reset_time_s: float = 1.0
-    num_episodes: int = 3
-    cameras: list[str] = field(default_factory=lambda: ["top", "wrist"])
-    task: str = "pick the cube and place it in the box"
-    wait_for_save: bool = False
-    max_staleness_s: float = 1.0
+    fps: int = DEFAULTS.fps
+    episode_time_s: float = DEFAULTS.episode_time_s
+    reset_time_s: float = DEFAULTS.reset_time_s
+    num_episodes: int = DEFAULTS.num_episodes
+    cameras: list[str] = field(default_factory=lambda: camera_names(DEFAULTS.record_cameras))
+    task: str = DEFAULTS.single_task
+    wait_for_save: bool = not DEFAULTS.use_async_save
+    max_staleness_s: float = DEFAULTS.max_staleness_s
     joint_names: list[str] = field(default_factory=lambda: list(SO101_JOINT_NAMES))
-    input_timeout_s: float = 5.0  # a camera/arm silent this long (or closed) ends the session
-    start_timeout_s: float = 60.0  # every input and the saver must have spoken by then
-    saver_timeout_s: float = 20.0  # a saver silent this long is hung (recording stops)
-    save_timeout_s: float = 300.0  # ... while it commits (sync save) or drains at finish
-    saver_window: int = 60  # messages in flight to the saver; at most its backpressure queue_size
-    saver_window_mb: int = 512  # ... and at most this many MiB of them (dora's shared memory)
-    outbox_mb: int = 256  # frames waiting for the saver's credits; when full, sampling pauses
-    timing_policy: str = "warn"  # episode sampled slower than real time: warn | discard | stop
+    input_timeout_s: float = DEFAULTS.input_timeout_s
+    start_timeout_s: float = DEFAULTS.start_timeout_s
+    saver_timeout_s: float = DEFAULTS.saver_timeout_s
+    save_timeout_s: float = DEFAULTS.async_save_timeout_s
+    saver_window: int = DEFAULTS.saver_window
+    saver_window_mb: int = DEFAULTS.saver_window_mb
+    outbox_mb: int = DEFAULTS.recorder_outbox_mb
+    timing_policy: str = DEFAULTS.timing_policy
 
     def __post_init__(self) -> None:
         problems = []
@@ -113,27 +113,13 @@ class RecorderConfig:
 
     @classmethod
     def from_env(cls, env: dict[str, str] = os.environ) -> "RecorderConfig":
-        def get(name, cast, default):
-            return setting(env, "recorder", name, cast, default)
+        s = EnvSettings(env, "recorder")
+        return cls(**s.shared_with(cls), cameras=camera_names(s.record_cameras), task=s.single_task,
+                   wait_for_save=not s.use_async_save, save_timeout_s=s.async_save_timeout_s, outbox_mb=s.recorder_outbox_mb)
 
-        return cls(
-            fps=get("FPS", int, 30),
-            episode_time_s=get("EPISODE_TIME_S", float, 4.0),
-            reset_time_s=get("RESET_TIME_S", float, 1.0),
-            num_episodes=get("NUM_EPISODES", int, 3),
-            cameras=[c for c in get("RECORD_CAMERAS", str, "top,wrist").split(",") if c],
-            task=get("TASK", str, cls.task),
-            wait_for_save=not get("USE_ASYNC_SAVE", env_bool, True),
-            max_staleness_s=get("MAX_STALENESS_S", float, 1.0),
-            input_timeout_s=get("INPUT_TIMEOUT_S", float, cls.input_timeout_s),
-            start_timeout_s=get("START_TIMEOUT_S", float, cls.start_timeout_s),
-            saver_timeout_s=get("SAVER_TIMEOUT_S", float, cls.saver_timeout_s),
-            save_timeout_s=get("ASYNC_SAVE_TIMEOUT_S", float, cls.save_timeout_s),
-            saver_window=get("SAVER_WINDOW", int, cls.saver_window),
-            saver_window_mb=get("SAVER_WINDOW_MB", int, cls.saver_window_mb),
-            outbox_mb=get("RECORDER_OUTBOX_MB", int, cls.outbox_mb),
-            timing_policy=get("TIMING_POLICY", str, cls.timing_policy),
-        )
+
+def camera_names(record_cameras: str) -> list[str]:
+    return [c for c in record_cameras.split(",") if c]
 
 
 class Phase:

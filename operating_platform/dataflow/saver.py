@@ -32,7 +32,7 @@ from operating_platform.saving import SaveQueueStatus
 
 from .messages import EpisodeLayout, EpisodeMsg, InOrder, MessageError, SaverStatus, decode_episode, encode_status
 from .problems import ProblemLog
-from .settings import env_bool, setting
+from .settings import DEFAULTS, EnvSettings
 from .stop_note import clear_stop_note, take_stop_note
 from .summary import recover_command, saver_lines, waiting_line
 from .timing import EpisodeTiming, append_timing
@@ -48,18 +48,19 @@ STOP_NOTE_WAIT_S = 3.0  # after STOP, how long the saver waits for the recorder'
 
 @dataclass
 class SaverConfig:
-    repo_id: str = "sim_demo"
-    root: str = ""  # dataset directory; default data/<repo_id>
-    fps: int = 30
-    robot_type: str = "so101"
-    use_async_save: bool = True
-    async_save_queue_size: int = 10
-    async_save_max_retries: int = 3
-    async_save_timeout_s: float = 300.0
-    batch_encoding_size: int = 1
-    vcodec: str = fmt.DEFAULT_VIDEO_CODEC
-    resume: bool = True  # append to an existing dataset at `root` (a new one is created otherwise)
-    dataset_version: str = fmt.DEFAULT_CODEBASE_VERSION  # LeRobot format of a new dataset: v3.0 or v2.1
+    repo_id: str = DEFAULTS.repo_id
+    root: str = DEFAULTS.root
+    fps: int = DEFAULTS.fps
+    robot_type: str = DEFAULTS.robot_type
+    use_async_save: bool = DEFAULTS.use_async_save
+    async_save_queue_size: int = DEFAULTS.async_save_queue_size
+    async_save_max_retries: int = DEFAULTS.async_save_max_retries
+    async_save_timeout_s: float = DEFAULTS.async_save_timeout_s
+    batch_encoding_size: int = DEFAULTS.batch_encoding_size
+    vcodec: str = DEFAULTS.vcodec
+    resume: bool = DEFAULTS.resume
+    dataset_version: str = DEFAULTS.dataset_version
+    saver_nice: int = DEFAULTS.saver_nice
 
     @property
     def dataset_root(self) -> Path:
@@ -68,23 +69,7 @@ class SaverConfig:
 
     @classmethod
     def from_env(cls, env: dict[str, str] = os.environ) -> "SaverConfig":
-        def get(name, cast, default):
-            return setting(env, "saver", name, cast, default)
-
-        return cls(
-            repo_id=get("REPO_ID", str, cls.repo_id),
-            root=get("DATASET_ROOT", str, ""),
-            fps=get("FPS", int, 30),
-            robot_type=get("ROBOT_TYPE", str, cls.robot_type),
-            use_async_save=get("USE_ASYNC_SAVE", env_bool, True),
-            async_save_queue_size=get("ASYNC_SAVE_QUEUE_SIZE", int, 10),
-            async_save_max_retries=get("ASYNC_SAVE_MAX_RETRIES", int, 3),
-            async_save_timeout_s=get("ASYNC_SAVE_TIMEOUT_S", float, 300.0),
-            batch_encoding_size=get("BATCH_ENCODING_SIZE", int, 1),
-            vcodec=get("VCODEC", str, cls.vcodec),
-            resume=get("RESUME", env_bool, True),
-            dataset_version=get("DATASET_VERSION", str, cls.dataset_version),
-        )
+        return cls(**EnvSettings(env, "saver").shared_with(cls))
 
     def open_dataset(self, layout: EpisodeLayout) -> LeRobotDataset:
         """Create the dataset for `layout`, or resume the one at `root` (shapes must match)."""

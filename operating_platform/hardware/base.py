@@ -1,7 +1,7 @@
 """The seams between node logic and devices.
 
 Nodes talk to arms and cameras only through these protocols, so the simulated
-devices (sim_arm.py, cameras/sim.py) and the real ones (so101/, cameras/opencv.py)
+devices (operating_platform/simulation/) and the real ones (so101/, cameras/opencv.py)
 are interchangeable and node logic is testable without hardware.
 """
 

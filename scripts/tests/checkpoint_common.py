@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from operating_platform.dataset.format import ACTION_KEY, STATE_KEY
-from operating_platform.hardware.sim_teleop import record_sim_dataset
+from operating_platform.simulation.teleop import record_sim_dataset
 from operating_platform.training.loader import create_data_loader
 from operating_platform.training.reference.dataloader_config import load_config
 

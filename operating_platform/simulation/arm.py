@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .base import SO101_JOINT_NAMES
+from operating_platform.hardware.base import SO101_JOINT_NAMES
 
 # (low, high) in degrees per joint; the gripper is 0 (closed) .. 100 (open).
 SO101_LIMITS = np.array(

@@ -15,10 +15,10 @@ import numpy as np
 
 from operating_platform.dataset import LeRobotDataset, build_features
 from operating_platform.dataset.format import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY
+from operating_platform.hardware.base import SO101_JOINT_NAMES
 
-from .base import SO101_JOINT_NAMES
-from .cameras.sim import SimCamera
-from .sim_arm import SimFollowerArm, SimLeaderArm
+from .arm import SimFollowerArm, SimLeaderArm
+from .camera import SimCamera
 
 JOINT_NAMES = list(SO101_JOINT_NAMES)
 SIM_TASKS = ["pick up the cube", "push the block to the left"]
