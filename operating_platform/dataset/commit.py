@@ -100,8 +100,7 @@ class V21EpisodeCommit:
             logger.warning("live encode of %s unusable (%s); re-encoding from the spool", key, live.error)
         elif video_frame_count(path) == self.n:
             return path  # whole from an earlier attempt
-        n = encode_video((self.buffer.frame(key, i) for i in range(self.n)), path, self.ds.fps, self.ds.encoding,
-                         self.deadline)
+        n = encode_video(self.buffer.follow(key), path, self.ds.fps, self.ds.encoding, self.deadline)  # stats kept too
         if n != self.n:
             raise VideoEncodeError(f"{path}: encoded {n} frames, expected {self.n}")
         return path

@@ -242,9 +242,10 @@ class EpisodeBuffer:
             return True
 
     def follow(self, key: str) -> Iterator[np.ndarray]:
-        """Camera `key`'s frames as they are recorded (for its live encode), until the episode ends
-        or a write fails; raises SpoolClosedError once the episode is discarded (the encode then
-        drops its file). Each frame's image moments are kept on the way: see `image_stats`."""
+        """Camera `key`'s frames in order, waiting for those still being recorded (a live encode),
+        until the episode ends or a write fails; raises SpoolClosedError once the episode is
+        discarded (the encode then drops its file). Each frame's image moments are kept on the
+        way, so whichever encode reads the frames also gives `image_stats`."""
         moments = self.image_moments[key] = ImageMoments()
         while self.wait_for_frame(len(moments)):
             frame = self.frame(key, len(moments))
