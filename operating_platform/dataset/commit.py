@@ -20,14 +20,12 @@ new `CommittedState`, `find_committed`, `release`), set as `LeRobotDataset.episo
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import av
 import numpy as np
 import pyarrow.parquet as pq
 
@@ -35,8 +33,8 @@ from . import format as fmt
 from .parquet import episode_table, episode_timestamps, write_table_durably
 from .recovery import remove_uncommitted_episode_files
 from .spool import EpisodeBuffer
-from .stats import image_stats, vector_stats
-from .video import VideoEncodeError, encode_video, probe_video_info
+from .stats import same_image_stats, vector_stats
+from .video import VideoEncodeError, encode_video, probe_video_info, video_frame_count
 
 logger = logging.getLogger(__name__)
 
@@ -91,19 +89,18 @@ class V21EpisodeCommit:
         self.staging.mkdir(parents=True, exist_ok=True)
         for key in self.camera_keys:
             self.staged[fmt.video_relpath(key, self.ep, self.chunks_size)] = self._staged_video(key)
-            self.stats[key] = image_stats(lambda i, key=key: self.buffer.frame(key, i), self.n)
+            self.stats[key] = self.buffer.image_stats(key)  # after the live encode is done: its frames' stats
 
     def _staged_video(self, key: str) -> Path:
         path = self.staging / f"{key}.mp4"
         live = self.buffer.live_encoders.pop(key, None)  # usable once
         if live is not None:
-            if live.finish() and path.exists():
+            if live.finish() and live.frames_encoded == self.n and path.exists():
                 return path
             logger.warning("live encode of %s unusable (%s); re-encoding from the spool", key, live.error)
         elif video_frame_count(path) == self.n:
             return path  # whole from an earlier attempt
-        n = encode_video((self.buffer.frame(key, i) for i in range(self.n)), path, self.ds.fps, self.ds.encoding,
-                         self.deadline)
+        n = encode_video(self.buffer.follow(key), path, self.ds.fps, self.ds.encoding, self.deadline)  # stats kept too
         if n != self.n:
             raise VideoEncodeError(f"{path}: encoded {n} frames, expected {self.n}")
         return path
@@ -174,15 +171,6 @@ def _on_disk(path: Path):
         return None
 
 
-def video_frame_count(path: Path) -> int | None:
-    """Frames in a finished video file (its container says), None when absent or unreadable."""
-    try:
-        with av.open(str(path)) as container:
-            return container.streams.video[0].frames
-    except (OSError, av.FFmpegError, IndexError):
-        return None
-
-
 # ---------------------------------------------------------------------- is a spool in the dataset?
 
 
@@ -205,11 +193,7 @@ def holds_spool(root: Path, info: dict, ep: int, buffer: EpisodeBuffer) -> bool:
     row = next((r for r in fmt.read_jsonl(root / fmt.EPISODES_STATS_PATH) if r.get("episode_index") == ep), None)
     if row is None:
         return False
-    for key in buffer.layout.camera_shapes:
-        stats = json.loads(json.dumps(image_stats(lambda i, key=key: buffer.frame(key, i), buffer.num_frames)))
-        if row["stats"].get(key) != stats:
-            return False
-    return True
+    return all(same_image_stats(row["stats"].get(key), buffer.image_stats(key)) for key in buffer.layout.camera_shapes)
 
 
 def committed_spools(root: Path, info: dict, buffers: list[EpisodeBuffer]) -> dict[Path, int]:

@@ -18,14 +18,15 @@ import logging
 import re
 import shutil
 from collections import defaultdict
+from contextlib import closing
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow.parquet as pq
 
 from . import format as fmt
 from .stats import image_stats, vector_stats
+from .video import iter_video_frames
 
 logger = logging.getLogger(__name__)
 
@@ -131,9 +132,8 @@ def _stats_row(root: Path, info: dict, ep: int, tasks: dict[int, str]) -> dict:
     table = pq.read_table(root / fmt.data_relpath(ep, info["chunks_size"]))
     stats = {name: vector_stats(np.array(table.column(name).to_pylist())) for name in table.column_names}
     for key in fmt.video_keys(info["features"]):
-        with av.open(str(root / fmt.video_relpath(key, ep, info["chunks_size"]))) as container:
-            reader = _ForwardReader(f.to_ndarray(format="rgb24") for f in container.decode(video=0))
-            stats[key] = image_stats(reader.frame, table.num_rows)
+        with closing(iter_video_frames(root / fmt.video_relpath(key, ep, info["chunks_size"]))) as frames:
+            stats[key] = image_stats(_ForwardReader(frames).frame, table.num_rows)
     return {"episode_index": ep, "stats": stats}
 
 

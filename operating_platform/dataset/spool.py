@@ -26,10 +26,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from .format import DatasetFormatError, read_json, write_json_atomic
+from .stats import ImageMoments, image_stats
 
 SPOOL_META = "spool.json"
 VECTORS_FILE = "vectors.bin"
@@ -96,7 +98,7 @@ class EpisodeBuffer:
     """The episode being recorded. Owned by the recorder until handed over, then by the saver.
 
     `add_frame` validates and appends one frame; it never holds frames in memory.
-    Live encodes (see video.LiveEncode) wait on `frame_added` to follow the spool.
+    Live encodes follow the spool (`follow`), waiting on `frame_added`.
     """
 
     path: Path
@@ -107,7 +109,8 @@ class EpisodeBuffer:
     ended: bool = False
     discarded: bool = False
     fault: SpoolWriteError | None = None  # set by the first failed write; the episode is incomplete
-    live_encoders: dict = field(default_factory=dict, repr=False)  # video key -> video.LiveEncode
+    live_encoders: dict = field(default_factory=dict, repr=False)  # video key -> video.EncodeJob
+    image_moments: dict[str, ImageMoments] = field(default_factory=dict, repr=False)  # what `follow` saw
     frame_added: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     @classmethod
@@ -238,6 +241,19 @@ class EpisodeBuffer:
                 self.frame_added.wait(timeout)
             return True
 
+    def follow(self, key: str) -> Iterator[np.ndarray]:
+        """Camera `key`'s frames in order, waiting for those still being recorded (a live encode),
+        until the episode ends or a write fails; raises SpoolClosedError once the episode is
+        discarded (the encode then drops its file). Each frame's image moments are kept on the
+        way, so whichever encode reads the frames also gives `image_stats`."""
+        moments = self.image_moments[key] = ImageMoments()
+        while self.wait_for_frame(len(moments)):
+            frame = self.frame(key, len(moments))
+            moments.add(frame)
+            yield frame
+        if self.discarded:
+            raise SpoolClosedError(f"episode {self.path} was discarded after {len(moments)} frames")
+
     # ------------------------------------------------------------- reading back
 
     def read_vectors(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -261,6 +277,14 @@ class EpisodeBuffer:
         if len(data) != size:
             raise DatasetFormatError(f"{self.path / (key + '.rgb')}: frame {index} is truncated")
         return np.frombuffer(data, dtype=np.uint8).reshape(self.layout.camera_shapes[key])
+
+    def image_stats(self, key: str) -> dict[str, list]:
+        """Camera `key`'s image stats: from the moments `follow` kept when it saw every frame,
+        else from the sampled frames read back (a reopened spool, a live encode that stopped early)."""
+        seen = self.image_moments.get(key)
+        if seen is not None and len(seen) >= self.num_frames:
+            return seen.stats(self.num_frames)
+        return image_stats(lambda i: self.frame(key, i), self.num_frames)
 
 
 def _append(path: Path, data) -> None:

@@ -16,14 +16,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import format as fmt
 from .commit import committed_spools
+from .parquet import ARROW_SCALARS, arrow_type
 from .spool import ENDED_MARKER, load_spooled_episode, spooled_episode_dirs
+from .video import VideoProbe, probe_video
 
 # LeRobot's reader default (`tolerance_s`): a timestamp off the 1/fps grid by more is rejected.
 TIMESTAMP_TOLERANCE_S = 1e-4
@@ -39,14 +40,6 @@ GROUP_ORDER = [GROUP_DIRS, GROUP_META, GROUP_PARQUET, GROUP_VIDEO, GROUP_STATS, 
 REPAIR_HINT = "left by an interrupted save? LeRobotDataset.open(root) rolls the dataset back to its last commit"
 MAX_PROBLEMS_SHOWN = 5
 
-_ARROW_SCALARS = {
-    "float32": pa.float32(),
-    "float64": pa.float64(),
-    "int64": pa.int64(),
-    "int32": pa.int32(),
-    "bool": pa.bool_(),
-    "string": pa.string(),
-}
 _STATS_KEYS = ("min", "max", "mean", "std", "count")
 _VIDEO_INFO_TYPES: dict[str, tuple[type, ...]] = {
     "video.fps": (int, float),
@@ -176,46 +169,6 @@ def validate_dataset(target: Path | str, reference: Path | str | None = None) ->
     validator.run()
     return ValidationReport(target=target, reference=Path(reference) if reference is not None else None,
                             checks=validator.checks)
-
-
-# --------------------------------------------------------------------------- video probing
-
-
-@dataclass(frozen=True)
-class VideoProbe:
-    """What a decoder sees in one mp4: the facts info.json and the parquet must agree with."""
-
-    frames: int
-    fps: float | None
-    width: int
-    height: int
-    codec: str  # canonical name as ffprobe reports it (av1, h264), not the decoder library's
-    pix_fmt: str | None
-    has_audio: bool
-    frame_times: list[float]  # presentation time of each decoded frame, seconds, sorted
-
-
-def probe_video(path: Path) -> VideoProbe:
-    """Decode every frame of the first video stream (packets demuxed and decoded, no pixel conversion)."""
-    # Read everything inside the `with`: touching a PyAV stream after its container closed segfaults.
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        times = [float(frame.time) for frame in container.decode(stream) if frame.time is not None]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        ctx = stream.codec_context
-        return VideoProbe(
-            frames=len(times),
-            fps=float(rate) if rate else None,
-            width=ctx.width,
-            height=ctx.height,
-            codec=ctx.codec.canonical_name,
-            pix_fmt=ctx.pix_fmt,
-            has_audio=len(container.streams.audio) > 0,
-            frame_times=sorted(times),
-        )
 
 
 # --------------------------------------------------------------------------- reference
@@ -417,7 +370,7 @@ class _Validator:
                     problems.append(f"{where}: video shape {shape}, expected [height, width, 3]")
                 if ft.get("names") != ["height", "width", "channels"]:
                     problems.append(f"{where}: names {ft.get('names')!r}, expected ['height', 'width', 'channels']")
-            elif dtype not in _ARROW_SCALARS and dtype != "image":
+            elif dtype not in ARROW_SCALARS and dtype != "image":
                 problems.append(f"{where}: dtype {dtype!r} is not one LeRobot stores")
         for key, want in fmt.DEFAULT_FEATURES.items():
             ft = self.features.get(key)
@@ -1019,12 +972,9 @@ def _field_problems(obj: dict, spec: dict[str, tuple[type, ...]], where: str) ->
 
 
 def _expected_arrow_type(ft: dict) -> pa.DataType | None:
-    """LeRobot's parquet type of a feature: a scalar for shape [1], a fixed-size list for [n]."""
-    dtype, shape = ft.get("dtype"), _shape(ft)
-    scalar = _ARROW_SCALARS.get(dtype) if isinstance(dtype, str) else None
-    if scalar is None or shape is None or len(shape) != 1:
-        return None
-    return scalar if shape == (1,) else pa.list_(scalar, shape[0])
+    """LeRobot's parquet type of a vector or scalar feature (others are stored otherwise by LeRobot: not checked)."""
+    shape = _shape(ft)
+    return arrow_type(ft) if shape is not None and len(shape) == 1 else None
 
 
 def _shape(ft: dict) -> tuple[int, ...] | None:

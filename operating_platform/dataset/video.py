@@ -1,7 +1,9 @@
-"""Episode videos with PyAV: encode (all at once or following a live spool) and probe.
+"""Video files with PyAV, the one module that opens them: encode, probe, decode.
 
-Frame i gets pts i in a 1/fps time base, so decoded timestamps sit exactly on the
-i/fps grid that LeRobot's reader checks.
+Nothing here knows the dataset: an encoder takes frames (any iterable, one that blocks
+while a recording goes on included), probes and decoders take a path. Frame i gets pts i
+in a 1/fps time base, so decoded timestamps sit exactly on the i/fps grid that LeRobot's
+reader checks.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner per encoder; keep its errors only
 
@@ -20,7 +24,6 @@ import numpy as np  # noqa: E402
 
 from .format import DEFAULT_CRF, DEFAULT_GOP, DEFAULT_PIX_FMT, DEFAULT_VIDEO_CODEC  # noqa: E402
 from .scheduling import no_real_time_promotion  # noqa: E402
-from .spool import EpisodeBuffer  # noqa: E402
 
 
 # SVT-AV1's own default (8) encodes two 640x480 streams at ~1x real time on 2 cores;
@@ -129,59 +132,44 @@ def encode_video(frames: Iterable[np.ndarray], path: Path, fps: int, encoding: V
         raise VideoEncodeError(f"{path}: encoding failed: {e}") from e
 
 
-class LiveEncode:
-    """The encode of one camera of the episode being recorded, following its spool.
+class EncodeJob:
+    """One video encoded on an EncoderThread; `finish()` waits for it."""
 
-    Why: with it, the end of an episode leaves only the last few frames to encode,
-    so the episode is on disk seconds after it ends instead of a full encode later.
-    Any failure is kept in `error`; the saver then re-encodes from the spool.
-    """
-
-    def __init__(self, buffer: EpisodeBuffer, video_key: str, path: Path, encoding: VideoEncoding):
-        self.buffer, self.video_key, self.path, self.encoding = buffer, video_key, path, encoding
-        self.frames_encoded = 0
+    def __init__(self, frames: Iterable[np.ndarray], path: Path, fps: int, encoding: VideoEncoding):
+        self.frames, self.path, self.fps, self.encoding = frames, path, fps, encoding
+        self.frames_encoded: int | None = None  # set once the file is closed whole
         self.error: BaseException | None = None
         self._done = threading.Event()
 
     def run(self) -> None:
-        h, w, _ = self.buffer.layout.camera_shapes[self.video_key]
-        writer = None
         try:
-            writer = VideoFileWriter(self.path, w, h, self.buffer.fps, self.encoding)
-            while self.buffer.wait_for_frame(self.frames_encoded):
-                writer.write(self.buffer.frame(self.video_key, self.frames_encoded))
-                self.frames_encoded += 1
-            if self.buffer.discarded:
-                writer.abort()
-            else:
-                writer.close()
+            self.frames_encoded = encode_video(self.frames, self.path, self.fps, self.encoding)
         except BaseException as e:  # noqa: BLE001 - reported through `error`, never lost
             self.error = e
-            if writer is not None:
-                writer.abort()
         finally:
+            self.frames = None  # a generator following a recording holds its buffer
             self._done.set()
 
     def finish(self, timeout: float | None = None) -> bool:
-        """Wait for the encode of an ended episode; True if the file holds every frame."""
-        return self._done.wait(timeout) and self.error is None and self.frames_encoded == self.buffer.num_frames
+        """True once the file is written whole (`frames_encoded` frames)."""
+        return self._done.wait(timeout) and self.error is None
 
 
-class LiveEncoderThread:
-    """One long-lived thread per camera runs that camera's live encodes, one episode after another.
+class EncoderThread:
+    """One long-lived thread that encodes videos one after another (a camera's episodes, as they are recorded).
 
-    Long-lived on purpose: a fresh thread per episode makes glibc hand each encoder a new
+    Long-lived on purpose: a fresh thread per video makes glibc hand each encoder a new
     malloc arena, and the process's memory then grows with every episode.
     """
 
-    def __init__(self, video_key: str, encoding: VideoEncoding):
-        self.video_key, self.encoding = video_key, encoding
-        self._jobs: queue.SimpleQueue[LiveEncode | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=f"LiveEncoder-{video_key}", daemon=True)
+    def __init__(self, name: str):
+        self._jobs: queue.SimpleQueue[EncodeJob | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"VideoEncoder-{name}", daemon=True)
         self._thread.start()
 
-    def follow(self, buffer: EpisodeBuffer, path: Path) -> LiveEncode:
-        job = LiveEncode(buffer, self.video_key, path, self.encoding)
+    def submit(self, frames: Iterable[np.ndarray], path: Path, fps: int, encoding: VideoEncoding) -> EncodeJob:
+        """Encode `frames` into `path` once earlier jobs are done; an iterable raising aborts the file."""
+        job = EncodeJob(frames, path, fps, encoding)
         self._jobs.put(job)
         return job
 
@@ -194,10 +182,33 @@ class LiveEncoderThread:
         self._thread.join()
 
 
+# ---------------------------------------------------------------------- reading
+
+
+class VideoFrameError(RuntimeError):
+    """A video cannot be opened or decoded, or holds no frame at the asked time."""
+
+
+@contextmanager
+def _open_video(path: Path) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """The file and its first video stream. Use both inside the `with` only: touching a
+    PyAV stream after its container closed segfaults."""
+    try:
+        container = av.open(str(path))
+    except (OSError, av.FFmpegError) as e:
+        raise VideoFrameError(f"{path}: cannot open video ({e})") from e
+    with container:
+        if not container.streams.video:
+            raise VideoFrameError(f"{path}: no video stream")
+        yield container, container.streams.video[0]
+
+
+# ---------------------------------------------------------------------- probe
+
+
 def probe_video_info(path: Path) -> dict:
     """The `info` block LeRobot keeps per camera, read from the written file."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+    with _open_video(path) as (container, stream):
         rate = stream.average_rate or stream.base_rate or stream.guessed_rate
         return {
             "video.height": stream.codec_context.height,
@@ -211,7 +222,116 @@ def probe_video_info(path: Path) -> dict:
         }
 
 
+def video_frame_count(path: Path) -> int | None:
+    """Frames in a finished video file (its container says), None when absent or unreadable."""
+    try:
+        with _open_video(path) as (_, stream):
+            return stream.frames
+    except VideoFrameError:
+        return None
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What a decoder sees in one mp4: the facts info.json and the parquet must agree with."""
+
+    frames: int
+    fps: float | None
+    width: int
+    height: int
+    codec: str  # canonical name as ffprobe reports it (av1, h264), not the decoder library's
+    pix_fmt: str | None
+    has_audio: bool
+    frame_times: list[float]  # presentation time of each decoded frame, seconds, sorted
+
+
+def probe_video(path: Path) -> VideoProbe:
+    """Decode every frame of the first video stream (packets demuxed and decoded, no pixel conversion)."""
+    with _open_video(path) as (container, stream):
+        stream.thread_type = "AUTO"
+        times = [float(frame.time) for frame in container.decode(stream) if frame.time is not None]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        ctx = stream.codec_context
+        return VideoProbe(
+            frames=len(times),
+            fps=float(rate) if rate else None,
+            width=ctx.width,
+            height=ctx.height,
+            codec=ctx.codec.canonical_name,
+            pix_fmt=ctx.pix_fmt,
+            has_audio=len(container.streams.audio) > 0,
+            frame_times=sorted(times),
+        )
+
+
+# ---------------------------------------------------------------------- decode
+
+
+def iter_video_frames(path: Path) -> Iterator[np.ndarray]:
+    """Every frame of `path` in order as RGB arrays, one at a time."""
+    with _open_video(path) as (container, stream):
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")
+
+
 def decode_video_frames(path: Path) -> list[np.ndarray]:
-    """Every frame of `path` as RGB arrays (tests and small tools; the training reader seeks instead)."""
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    """Every frame of `path` (tests and small tools; training seeks with VideoDecoder instead)."""
+    return list(iter_video_frames(path))
+
+
+# decode forward instead of seeking when the target is at most this far ahead
+_FORWARD_WINDOW_S = 0.25
+
+
+class VideoDecoder:
+    """One open video read at any timestamp, in any order (training reads shuffled).
+
+    A read seeks to the keyframe before the wanted timestamp and decodes forward; a read
+    just after the previous one decodes forward without seeking. The frame returned lies
+    within `tolerance_s` of the asked timestamp (as LeRobot checks), otherwise the error
+    names the file, the timestamp and the nearest frame found.
+    """
+
+    def __init__(self, path: Path, tolerance_s: float):
+        self.path, self.tolerance_s = path, tolerance_s
+        self._open = ExitStack()
+        self.container, self.stream = self._open.enter_context(_open_video(path))
+        self.stream.thread_type = "AUTO"
+        self.time_base: Fraction = self.stream.time_base
+        self._frames = None  # decoder generator positioned after `_last_time`
+        self._last_time: float | None = None
+        self._last_frame: np.ndarray | None = None
+
+    def frame_at(self, timestamp: float) -> np.ndarray:
+        """RGB uint8 (h, w, 3) of the frame shown at `timestamp` seconds."""
+        tol = self.tolerance_s
+        if self._last_time is not None and abs(self._last_time - timestamp) <= tol:
+            return self._last_frame
+        try:
+            ahead = self._last_time is not None and 0 < timestamp - self._last_time <= _FORWARD_WINDOW_S
+            if not ahead:
+                self.container.seek(int(timestamp / self.time_base), stream=self.stream, backward=True, any_frame=False)
+                self._frames = self.container.decode(self.stream)
+                self._last_time = None
+            nearest = None
+            for frame in self._frames:
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * self.time_base)
+                if nearest is None or abs(t - timestamp) < abs(nearest - timestamp):
+                    nearest = t
+                if t < timestamp - tol:
+                    continue
+                if t > timestamp + tol:
+                    break
+                self._last_time, self._last_frame = t, frame.to_ndarray(format="rgb24")
+                return self._last_frame
+        except av.FFmpegError as e:
+            self._frames, self._last_time = None, None
+            raise VideoFrameError(f"{self.path}: decoding at t={timestamp:.6f}s failed ({e})") from e
+        self._frames, self._last_time = None, None
+        found = "no frame at or after it" if nearest is None else f"nearest frame at {nearest:.6f}s"
+        raise VideoFrameError(f"{self.path}: no frame within {tol}s of t={timestamp:.6f}s ({found})")
+
+    def close(self) -> None:
+        self._open.close()

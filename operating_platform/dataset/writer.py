@@ -42,7 +42,7 @@ from .format import DatasetFormatError
 from .commit import V21EpisodeCommit
 from .recovery import repair_dataset
 from .spool import EpisodeBuffer, SpoolLayout, SpoolWriteError, load_spooled_episode, spooled_episode_dirs
-from .video import LiveEncoderThread, VideoEncoding
+from .video import EncoderThread, VideoEncoding
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class LeRobotDataset:
         self._warned_low_space = False
         self._space_estimate: tuple[int, space.SpaceEstimate] | None = None
         self.episode_buffer: EpisodeBuffer | None = None
-        self._live_encoder_threads: dict[str, LiveEncoderThread] = {}
+        self._live_encoder_threads: dict[str, EncoderThread] = {}
         if video_keys := fmt.video_keys(self.features):
             encoding.check_available()
         self._layout = SpoolLayout(
@@ -287,12 +287,13 @@ class LeRobotDataset:
         self._reserve.ensure()
         spool_id = f"{time.time_ns():020d}-{next(_spool_counter):06d}"
         buffer = EpisodeBuffer.create(self.root / fmt.SPOOL_DIR / spool_id, self._layout, self.fps)
-        if self.live_encoding:
+        if self.live_encoding:  # each camera encoded as it is recorded (its image stats kept on the way)
             for key in self._layout.camera_shapes:
                 if key not in self._live_encoder_threads:
-                    self._live_encoder_threads[key] = LiveEncoderThread(key, self.encoding)
+                    self._live_encoder_threads[key] = EncoderThread(key)
                 path = self._staging(buffer) / f"{key}.mp4"
-                buffer.live_encoders[key] = self._live_encoder_threads[key].follow(buffer, path)
+                buffer.live_encoders[key] = self._live_encoder_threads[key].submit(buffer.follow(key), path, self.fps,
+                                                                                   self.encoding)
         return buffer
 
     def clear_episode_buffer(self) -> None:

@@ -20,8 +20,9 @@ from ..spool import spooled_episode_dirs
 from ..stats import aggregate_stats
 from ..validate import (
     GROUP_DIRS, GROUP_META, GROUP_PARQUET, GROUP_STATS, GROUP_VIDEO, GROUP_WORKING, TIMESTAMP_TOLERANCE_S,
-    Check, ValidationReport, probe_video, run_guarded,
+    Check, ValidationReport, run_guarded,
 )
+from ..video import probe_video
 from . import layout
 
 REPAIR_HINT = "left by an interrupted save or pack? LeRobotDataset.open(root) finishes or rolls it back"
