@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
+from operating_platform import saving
 from operating_platform.dataset import format as fmt
 
 T = TypeVar("T")
@@ -59,10 +60,10 @@ class DataflowSettings:
     robot_type: str = _env("ROBOT_TYPE", "so101", "info.json robot_type")
     vcodec: str = _env("VCODEC", fmt.DEFAULT_VIDEO_CODEC, "libsvtav1 (LeRobot default) | libx264 | h264 | ...")
     use_async_save: bool = _env("USE_ASYNC_SAVE", True, "false: recording pauses after each episode until it is saved")
-    async_save_queue_size: int = _env("ASYNC_SAVE_QUEUE_SIZE", 10,
+    async_save_queue_size: int = _env("ASYNC_SAVE_QUEUE_SIZE", saving.DEFAULT_MAX_QUEUE_SIZE,
                                       "episodes waiting to be committed; when full, saving waits (never drops)")
-    async_save_max_retries: int = _env("ASYNC_SAVE_MAX_RETRIES", 3, "attempts to commit an episode again after a failure")
-    async_save_timeout_s: float = _env("ASYNC_SAVE_TIMEOUT_S", 300.0, "longest time one episode's commit may take")
+    async_save_max_retries: int = _env("ASYNC_SAVE_MAX_RETRIES", saving.DEFAULT_MAX_RETRIES, "attempts to commit an episode again after a failure")
+    async_save_timeout_s: float = _env("ASYNC_SAVE_TIMEOUT_S", saving.DEFAULT_SAVE_TIMEOUT_S, "longest time one episode's commit may take")
     batch_encoding_size: int = _env("BATCH_ENCODING_SIZE", 1, ">1: encode videos every N episodes (no live encoding)")
     saver_nice: int = _env("SAVER_NICE", 5, "CPU niceness added to the saver (encoding yields to capture)")
     fps: int = _env("FPS", 30, "sampling rate; the timers below tick at 30 Hz, so FPS <= 30 here", section="episodes (recorder)")

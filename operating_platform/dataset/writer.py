@@ -34,7 +34,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from operating_platform.saving import AsyncEpisodeSaver, EpisodeHeld, SaveQueueStatus
+from operating_platform.saving import (
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_SAVE_TIMEOUT_S,
+    AsyncEpisodeSaver,
+    EpisodeHeld,
+    SaveQueueStatus,
+)
 
 from . import format as fmt
 from . import space
@@ -87,9 +94,9 @@ class LeRobotDataset:
         use_async_saver: bool = True,
         batch_encoding_size: int = 1,
         encoding: VideoEncoding = VideoEncoding(),
-        async_save_queue_size: int = 10,
-        async_save_max_retries: int = 3,
-        async_save_timeout: float = 300.0,
+        async_save_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        async_save_max_retries: int = DEFAULT_MAX_RETRIES,
+        async_save_timeout: float = DEFAULT_SAVE_TIMEOUT_S,
         live_encoding: bool = True,
     ):
         if batch_encoding_size < 1:
@@ -374,7 +381,8 @@ class LeRobotDataset:
             self.async_saver.stop(wait=wait, timeout=timeout)
             self.async_saver = None
 
-    def enable_async_saving(self, max_queue_size: int = 10, save_timeout: float = 300.0, max_retries: int | None = None) -> None:
+    def enable_async_saving(self, max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE, save_timeout: float = DEFAULT_SAVE_TIMEOUT_S,
+                            max_retries: int | None = None) -> None:
         self._async_settings.update(max_queue_size=max_queue_size, save_timeout=save_timeout)
         if max_retries is not None:
             self._async_settings["max_retries"] = max_retries

@@ -96,14 +96,20 @@ class _Task:
     submitted_at: float
 
 
+# The async-save defaults, written once: the writer and the dataflow settings schema take them from here.
+DEFAULT_MAX_QUEUE_SIZE = 10
+DEFAULT_SAVE_TIMEOUT_S = 300.0
+DEFAULT_MAX_RETRIES = 3
+
+
 class AsyncEpisodeSaver:
     def __init__(
         self,
         commit: CommitFn | Any,
         abandon: AbandonFn | None = None,
-        max_queue_size: int = 10,
-        save_timeout: float = 300.0,
-        max_retries: int = 3,
+        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        save_timeout: float = DEFAULT_SAVE_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         retry_backoff_s: float = 0.5,
     ):
         """`AsyncEpisodeSaver(commit, abandon, ...)`; the reference form `AsyncEpisodeSaver(dataset, ...)`
