@@ -28,6 +28,7 @@ from crash_child import KILL_POINTS  # noqa: E402
 from operating_platform.dataset import LeRobotDataset as OurDataset  # noqa: E402
 from operating_platform.dataset import build_features  # noqa: E402
 from operating_platform.dataset.format import DEFAULT_FEATURES  # noqa: E402
+from operating_platform.dataset.scheduling import no_real_time_promotion  # noqa: E402
 from operating_platform.hardware.base import SO101_JOINT_NAMES  # noqa: E402
 
 pytestmark = [
@@ -351,7 +352,8 @@ def test_same_files_as_lerobots_own_writer(LeRobotDataset, tmp_path):
         for i, task in enumerate(EPISODE_TASKS[episode]):
             theirs.add_frame(frame(episode, i), task=task)
             ours.add_frame(frame(episode, i), task=task)
-        theirs.save_episode()
+        with no_real_time_promotion():  # LeRobot's encoder (SVT-AV1, as root) would leave pytest real-time
+            theirs.save_episode()
         ours.save_episode()
     ours.close()
     a, b = tmp_path / "theirs", tmp_path / "ours"
