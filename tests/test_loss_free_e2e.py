@@ -21,6 +21,8 @@ import yaml
 from e2e_helpers import REPO, assert_valid, load_repo_module
 
 from operating_platform.core.launcher import DoraLauncher
+from operating_platform.dataset.format import SPOOL_DIR
+from operating_platform.dataset.v30.layout import STORE_DIR
 
 runs = load_repo_module("benchmarks/loss_free_runs.py")  # the benchmark's runs, asserted on here
 RECORDER_LINE, SAVER_LINE, busy_loops, figures, finish, prepare, start_dora_run = (
@@ -92,11 +94,16 @@ def start(workdir):
         run.kill()
 
 
+def spooled(root: Path, pattern: str = "*") -> list[Path]:
+    """Entries of the dataset's spool: <root>/.spool (v2.1) or <root>/.episodes/.spool (v3.0's store)."""
+    return [p for spool in (root / SPOOL_DIR, root / STORE_DIR / SPOOL_DIR) for p in spool.glob(pattern)]
+
+
 def wait_spooled(workdir: Path, n: int, output=lambda: "", timeout: float = 120) -> None:
     """Until the saver has spooled `n` frames of the episode in progress."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        sizes = [p.stat().st_size for p in (workdir / ROOT).glob(".spool/*/vectors.bin")]
+        sizes = [p.stat().st_size for p in spooled(workdir / ROOT, "*/vectors.bin")]
         if sizes and max(sizes) >= n * SPOOL_RECORD_BYTES:
             return
         time.sleep(0.2)
@@ -165,7 +172,7 @@ def test_dora_stop_mid_episode_saves_the_episode_in_progress(workdir):
         launcher.close()
     info = assert_valid(workdir / ROOT)
     assert info["total_episodes"] == 1 and info["total_frames"] > 0
-    assert not list((workdir / ROOT).glob(".spool/*")), "nothing left uncommitted"
+    assert not [p for p in spooled(workdir / ROOT) if p.is_dir()], "nothing left uncommitted"
 
 
 def test_a_killed_saver_stops_the_session_at_once_with_one_error(workdir, start):
@@ -312,7 +319,7 @@ def test_the_console_exits_non_zero_naming_the_loss_when_the_saver_dies(workdir)
                             start_new_session=True, env={**os.environ, "TMPDIR": str(workdir)})
     try:
         deadline = time.monotonic() + 120
-        while not list((workdir / "ds").glob(".spool/*/vectors.bin")) and time.monotonic() < deadline:
+        while not spooled(workdir / "ds", "*/vectors.bin") and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1)
         os.kill(node_pid(workdir, "saver.py"), signal.SIGKILL)
