@@ -189,7 +189,7 @@ def test_a_killed_saver_stops_the_session_at_once_with_one_error(workdir, start)
     assert len(errors) == 1, run.out[-4000:]
     [error] = errors
     recorded, taken = map(int, re.search(r"(\d+) frames recorded, (\d+) taken by the saver", error).groups())
-    assert error.startswith("the saver exited") and "recover_episodes.py data/sim_demo --include-partial" in error
+    assert error.startswith("the saver exited") and f"recover_episodes.py {workdir / ROOT} --include-partial" in error
     assert "Queued episode 1" not in run.out, "no episode is 'saved' after the saver died"
     recovery = subprocess.run([sys.executable, str(REPO / "scripts" / "recover_episodes.py"), str(workdir / ROOT),
                                "--include-partial"], capture_output=True, text=True, timeout=120)
@@ -250,7 +250,8 @@ def test_duplicated_and_swapped_messages_are_never_committed_twice_or_out_of_ord
     assert info["total_frames"] == 60
     import pyarrow.parquet as pq
 
-    frame_index = pq.read_table(workdir / ROOT / "data/chunk-000/episode_000000.parquet").column("frame_index").to_pylist()
+    [data_file] = (workdir / ROOT / "data" / "chunk-000").glob("*.parquet")  # v3.0: file-000, v2.1: episode_000000
+    frame_index = pq.read_table(data_file).column("frame_index").to_pylist()
     assert frame_index == list(range(60))
     timing = [json.loads(line) for line in (workdir / ROOT / "meta/episodes_timing.jsonl").read_text().splitlines()]
     assert [row["episode_index"] for row in timing] == [0] and timing[0]["frames"] == 60
@@ -293,7 +294,7 @@ def test_a_hung_saver_stops_recording_after_saver_timeout(workdir, start):
     assert min(errors).startswith("the saver has sent nothing for 3 s (hung): recording stopped")
     # The saver, woken up, finds the recorder gone mid-episode: its frames stay recoverable, and it says how.
     assert re.search(r"\[saver\] ✗ the recorder's stream ended \(closed\) in the middle of episode 0 in progress "
-                     r"\(\d+ frames\).*recover_episodes.py data/sim_demo --include-partial", run.out), run.out[-4000:]
+                     r"\(\d+ frames\).*recover_episodes.py " + re.escape(f"{workdir / ROOT} --include-partial"), run.out), run.out[-4000:]
 
 
 def test_a_killed_recorder_leaves_the_episode_recoverable_and_the_saver_names_the_command(workdir, start):
@@ -305,7 +306,7 @@ def test_a_killed_recorder_leaves_the_episode_recoverable_and_the_saver_names_th
     partial = re.search(r"\[saver\] ✗ the recorder's stream ended \(closed\) in the middle of episode 0 in progress "
                         r"\((\d+) frames\)", run.out)
     assert code != 0 and partial, run.out[-4000:]
-    assert "python scripts/recover_episodes.py data/sim_demo --include-partial" in run.out
+    assert f"python scripts/recover_episodes.py {workdir / ROOT} --include-partial" in run.out
     recovery = subprocess.run([sys.executable, str(REPO / "scripts" / "recover_episodes.py"), str(workdir / ROOT),
                                "--include-partial"], capture_output=True, text=True, timeout=120)
     assert recovery.returncode == 0, recovery.stdout + recovery.stderr

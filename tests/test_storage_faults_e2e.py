@@ -71,7 +71,10 @@ def test_storage_fault_mid_run_stops_recording_and_loses_no_frame(workdir, kind)
             cmd = [dora_binary(), "run", "dataflow.yml"]
             for k, v in {"DATASET_ROOT": str(root), "NUM_EPISODES": "6", "EPISODE_TIME_S": "2", "RESET_TIME_S": "0.3",
                          "CAMERA_WIDTH": "64", "CAMERA_HEIGHT": "48", "VCODEC": "libx264",
-                         "ASYNC_SAVE_MAX_RETRIES": "1"}.items():
+                         "ASYNC_SAVE_MAX_RETRIES": "1",
+                         # v2.1: the faults below hit meta/ and .spool/ at the root; v3.0 commits into the
+                         # hidden store (.episodes/) first, which this test does not target yet.
+                         "DATASET_VERSION": "v2.1"}.items():
                 cmd += ["--env", f"{k}={v}"]
             if kind == "meta_no_permission":
                 cmd = without_capabilities(cmd)
@@ -95,7 +98,7 @@ def test_storage_fault_mid_run_stops_recording_and_loses_no_frame(workdir, kind)
             assert proc.returncode != 0, out[-4000:]
             saver_log = "".join(p.read_text() for p in (workdir / "out").glob("*/log_saver.jsonl"))
             received, gaps, rejected = re.search(
-                r"\[saver\] frames received (\d+), committed \d+, sequence gaps (\d+), rejected (.*?)\"", saver_log).groups()
+                r"\[saver\] frames received (\d+), committed \d+,[^;]*; sequence gaps (\d+),.*?rejected (\d+)", saver_log).groups()
             assert (gaps, rejected) == ("0", "0"), saver_log[-3000:]  # every frame the recorder sent was taken
             sent = int(received)
             errors = [line for line in out.splitlines() if FAULT_TEXT[kind] in line]

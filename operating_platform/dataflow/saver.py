@@ -262,7 +262,10 @@ class Saver:
             return
         self.episodes_queued += 1
         if timing is not None:
-            append_timing(self.ds.root, index, timing)
+            try:
+                append_timing(self.ds.root, index, timing)
+            except OSError as exc:  # the episode itself is queued: only its timing row is missing
+                self._say(f"[saver] ⚠ episode {index}: its timing row was not written ({exc})")
         self._say(f"[AsyncEpisodeSaver] ✓ Queued episode {index}" if self.ds.async_saver is not None
                   else f"[saver] ✓ Saved episode {index}")
 
