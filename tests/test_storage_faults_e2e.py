@@ -1,7 +1,9 @@
 """Storage faults through the real dataflow: `dora run` with the dataset on a small real tmpfs, under load.
 
-While episodes are being recorded, a ballast file fills the disk, or meta/ becomes a read-only
-bind mount, or loses its write permission (the dataflow runs without capabilities). Asserted:
+While episodes are being recorded, a ballast file fills the disk, or the metadata folder the
+episodes are committed into becomes a read-only bind mount, or loses its write permission (the
+dataflow runs without capabilities). That folder is meta/ for v2.1 and the hidden store's
+.episodes/meta for v3.0 (episodes are committed there and packed at close). Asserted:
 the run fails loudly (non-zero exit, an error naming the path), and once the fault is undone
 every frame the recorder sent is either committed or in the spool as a named recoverable episode.
 """
@@ -26,6 +28,7 @@ from operating_platform.core.launcher import dora_binary
 from operating_platform.dataset import LeRobotDataset
 from operating_platform.dataset import format as fmt
 from operating_platform.dataset.spool import load_spooled_episode, spooled_episode_dirs
+from operating_platform.dataset.v30.pack import store_root
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +40,8 @@ def _busy_loops(n: int = 2) -> list[subprocess.Popen]:
 
 @contextlib.contextmanager
 def _fault(kind: str, disk: Path, root: Path):
-    """Apply a storage fault to the running recording; undo it (space freed, permission restored) on exit."""
+    """Apply a storage fault to the running recording (`root` is where episodes are committed);
+    undo it (space freed, permission restored) on exit."""
     if kind == "disk_full":
         ballast = fill_disk(disk, 0)
         try:
@@ -61,20 +65,19 @@ FAULT_TEXT = {"disk_full": "No space left on device", "meta_read_only": "Read-on
 
 @pytest.mark.timeout(900)  # a loaded machine can take minutes to start dora
 @pytest.mark.parametrize("kind", sorted(FAULT_TEXT))
-def test_storage_fault_mid_run_stops_recording_and_loses_no_frame(workdir, kind):
+@pytest.mark.parametrize("version", ["v3.0", "v2.1"])
+def test_storage_fault_mid_run_stops_recording_and_loses_no_frame(workdir, kind, version):
     copy_dataflow(workdir)
     load = _busy_loops()
     try:
         with tmpfs(workdir / "disk", "12m") as disk:
             root = disk / "ds"
+            committing_root = store_root(root) if version == "v3.0" else root  # where episodes are committed
             env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
             cmd = [dora_binary(), "run", "dataflow.yml"]
             for k, v in {"DATASET_ROOT": str(root), "NUM_EPISODES": "6", "EPISODE_TIME_S": "2", "RESET_TIME_S": "0.3",
                          "CAMERA_WIDTH": "64", "CAMERA_HEIGHT": "48", "VCODEC": "libx264",
-                         "ASYNC_SAVE_MAX_RETRIES": "1",
-                         # v2.1: the faults below hit meta/ and .spool/ at the root; v3.0 commits into the
-                         # hidden store (.episodes/) first, which this test does not target yet.
-                         "DATASET_VERSION": "v2.1"}.items():
+                         "ASYNC_SAVE_MAX_RETRIES": "1", "DATASET_VERSION": version}.items():
                 cmd += ["--env", f"{k}={v}"]
             if kind == "meta_no_permission":
                 cmd = without_capabilities(cmd)
@@ -83,13 +86,13 @@ def test_storage_fault_mid_run_stops_recording_and_loses_no_frame(workdir, kind)
             try:
                 deadline, first_committed = time.monotonic() + 240, False
                 while time.monotonic() < deadline and proc.poll() is None and not first_committed:
-                    info = root / fmt.INFO_PATH
+                    info = committing_root / fmt.INFO_PATH
                     first_committed = info.exists() and fmt.read_json(info)["total_episodes"] >= 1
                     time.sleep(0.05)
                 # The fault must come mid-run (a disk full before recording starts is the preflight's job).
                 assert first_committed and proc.poll() is None, "the first episode was not committed while running"
                 time.sleep(0.5)  # into the next episode
-                with _fault(kind, disk, root):
+                with _fault(kind, disk, committing_root):
                     out, _ = proc.communicate(timeout=150)
             finally:
                 if proc.poll() is None:
@@ -112,9 +115,9 @@ def test_storage_fault_mid_run_stops_recording_and_loses_no_frame(workdir, kind)
             ds = LeRobotDataset.open(root, use_async_saver=False, vcodec="libx264")  # the fault is gone
             committed = ds.num_frames
             assert ds.saving_stopped is None
-            spooled = sum(load_spooled_episode(p).num_frames for p in spooled_episode_dirs(root / fmt.SPOOL_DIR))
+            spooled = sum(load_spooled_episode(p).num_frames for p in spooled_episode_dirs(committing_root / fmt.SPOOL_DIR))
             ds.close()
-            print(f"{kind}: frames recorded {sent}, committed {committed}, recoverable {spooled}")
+            print(f"{version} {kind}: frames recorded {sent}, committed {committed}, recoverable {spooled}")
             assert sent == committed + spooled, out[-4000:]
             assert committed >= 60
             script = REPO / "scripts" / "recover_episodes.py"
