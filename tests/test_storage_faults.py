@@ -63,6 +63,48 @@ def test_save_failing_on_read_only_meta_is_committed_by_the_next_open(tmp_path):
         assert validate_dataset(root).passed
 
 
+def test_v30_save_failing_on_read_only_store_meta_is_committed_and_packed_by_the_next_open(tmp_path):
+    """The issue's repro on v3.0 (the default): episodes are committed into the hidden store
+    .episodes/ and packed at close, so the fault is the store's meta/ going read-only."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from operating_platform.dataset.v30.pack import store_root
+    from operating_platform.dataset.v30.validate import validate_v30
+
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        root = disk / "ds"
+        ds = create(root, use_async_saver=True, async_save_max_retries=1, codebase_version="v3.0")
+        ds.async_saver.retry_backoff_s = 0.01
+        record_episode(ds, 0, 6)
+        ds.save_episode()
+        assert ds.wait_for_save_completion(timeout=60)
+        with read_only(store_root(root) / "meta"):
+            record_episode(ds, 1, 7)
+            ds.save_episode()
+            assert ds.wait_for_save_completion(timeout=60)
+        record_episode(ds, 2, 8)
+        ds.save_episode()
+        assert ds.wait_for_save_completion(timeout=60)
+        status = ds.get_async_save_status()
+        assert (status["total_completed"], status["total_failed"], status["total_held"]) == (1, 1, 1)
+        assert "Read-only file system" in status["saving_stopped"]
+        assert status["frames_recoverable"] == 15
+        ds.close()
+        assert fmt.read_json(root / fmt.INFO_PATH)["total_episodes"] == 1, "only the committed episode is packed"
+
+        again = reopen(root)
+        assert (again.num_episodes, again.num_frames) == (3, 21)
+        again.close()
+        data = pq.read_table(sorted((root / "data").rglob("*.parquet"))[0])
+        for ep, n in enumerate((6, 7, 8)):
+            rows = data.filter(pc.equal(data["episode_index"], ep))
+            np.testing.assert_array_equal(np.array(rows["observation.state"].to_pylist(), dtype=np.float32),
+                                          expected_states_for(ep, n))
+        assert not spool_frames(store_root(root))
+        assert validate_v30(root).passed
+
+
 def spool_frames(root) -> int:
     """Frames left in the spool (recoverable) as the next open will see them."""
     from operating_platform.dataset.spool import load_spooled_episode, spooled_episode_dirs
