@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             f = figures(out, proc.returncode, workdir / "data" / "sim_demo")
             lossless += f.lossless
             print(f"run {run:2d}: exit {f.returncode}, recorded {f.recorded}, committed (saver) {f.saver_committed}, "
-                  f"dataset frames {f.dataset_frames}, {time.monotonic() - started:.0f} s"
+                  f"dataset frames {f.dataset_frames}, {time.monotonic() - started:.0f} s, "
+                  f"load average {os.getloadavg()[0]:.1f}"
                   f"{'' if f.lossless else '  <-- LOSS'}", flush=True)
             if not f.lossless:
                 (Path(tempfile.gettempdir()) / f"loss_free_run{run:02d}.log").write_text(out)

@@ -81,8 +81,12 @@ class DoraRun:
 
 
 @pytest.fixture
-def start(workdir):
-    """start(env, dataflow=...) -> a DoraRun in workdir, killed at the end of the test whatever happened."""
+def start(workdir, request):
+    """start(env, dataflow=...) -> a DoraRun in workdir, killed at the end of the test whatever happened.
+
+    Each run's own figures are printed (`pytest -s` shows them): what the recorder recorded and
+    what the saver committed, as the fault left them.
+    """
     runs = []
 
     def _start(env: dict[str, str], dataflow: str = "dataflow.yml") -> DoraRun:
@@ -92,6 +96,9 @@ def start(workdir):
     yield _start
     for run in runs:
         run.kill()
+        recorder, saver = RECORDER_LINE.findall(run.out)[-1:], SAVER_LINE.findall(run.out)[-1:]
+        print(f"\nFIGURES {request.node.name}: exit {run.proc.returncode}; recorder (recorded, handed over, "
+              f"committed) {recorder or 'no summary'}; saver (received, committed) {saver or 'no summary'}")
 
 
 def spooled(root: Path, pattern: str = "*") -> list[Path]:
