@@ -330,7 +330,9 @@ class Recorder:
                        self.frame_index, self.frames_sent, self.acked_seq, self.seq)
         self._keep_in_progress()
         self.phase = Phase.DONE
-        self._log_summary()
+        # The recorder's committed count stops here; the saver's own summary line has the final one.
+        self._say(recorder_line(self.status()) + "; committed so far: the saver commits the rest on its STOP "
+                  "and its [saver] line has the final count")
 
     # ------------------------------------------------------------------ liveness
 
