@@ -21,7 +21,7 @@ def relay() -> None:
 
     node = connect("keyboard")
     with KeyRelay(emitter(node), node.dataflow_id(), Path.cwd()) as keys:
-        run_events(node, keys.on_input, done=lambda: keys.done, on_closed=keys.on_closed)
+        run_events(node, keys.on_input, done=lambda: keys.done, on_stop=keys.on_stop, on_closed=keys.on_closed)
 
 
 def terminal() -> None:

@@ -134,12 +134,14 @@ def test_the_node_exits_when_the_recorder_and_saver_have_exited_and_clients_get_
     last = encode_status(SaverStatus(done=True, completed=3))
     events = [{"type": "INPUT", "id": "tick", "value": pa.array([]), "metadata": {}},
               {"type": "INPUT", "id": "recorder_status", "value": encode_status(RecorderStatus(phase="done")), "metadata": {}},
+              {"type": "STOP", "id": "MANUAL"},  # Ctrl-C on `dora run`: the saver still drains, the terminal sees it
               {"type": "INPUT_CLOSED", "id": "recorder_status"},
               {"type": "INPUT", "id": "saver_status", "value": last, "metadata": {}},
               {"type": "INPUT_CLOSED", "id": "saver_status"},
               {"type": "INPUT", "id": "tick", "value": pa.array([]), "metadata": {}}]  # never reached
-    run_events(iter(events), rig.relay.on_input, done=lambda: rig.relay.done, on_closed=rig.relay.on_closed)
-    assert rig.relay.done
+    rest = iter(events)
+    run_events(rest, rig.relay.on_input, done=lambda: rig.relay.done, on_stop=rig.relay.on_stop, on_closed=rig.relay.on_closed)
+    assert rig.relay.done and len(list(rest)) == 1, "it left at once when both had closed"
     rig.relay.close()
     with client:
         assert next_input(client)["id"] == "recorder_status"

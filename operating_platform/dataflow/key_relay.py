@@ -11,7 +11,7 @@ The protocol is JSON lines. Client -> relay: `{"key": "n"}`. Relay -> client:
 `{"input": "recorder_status" | "saver_status", "value": "<the status JSON>"}`; a client that
 connects is first sent the latest status of each. The relay never holds up the dataflow: it
 polls its sockets without blocking, drops a client that stops reading, and exits when the
-recorder's and the saver's status streams have closed (or at dora's STOP).
+recorder's and the saver's status streams have closed.
 """
 
 from __future__ import annotations
@@ -153,12 +153,13 @@ class KeyRelay:
     sockets without blocking, so keys go out within a tick.
     """
 
-    def __init__(self, emit: Callable[[str, object, dict], None], dataflow_id: str, folder: Path, name: str = "",
+    def __init__(self, emit: Callable[[str, object, dict], None], dataflow_id: str, folder: Path,
                  directory: Path | None = None, say: Callable[[str], None] = lambda text: print(text, flush=True)):
         self.emit = emit
         self.say = say
         self.directory = relay_dir() if directory is None else directory
-        self.entry = RelayEntry(uuid=str(dataflow_id), folder=str(folder), name=name, pid=os.getpid(),
+        # dora tells a node no dataflow name: core/join.py asks the coordinator for `dora start --name`s
+        self.entry = RelayEntry(uuid=str(dataflow_id), folder=str(folder), name="", pid=os.getpid(),
                                 socket=str(self.directory / f"{dataflow_id}.sock"))
         self.latest: dict[str, bytes] = {}
         self.clients: list[_Client] = []
@@ -239,6 +240,10 @@ class KeyRelay:
 
     def on_closed(self, input_id: str) -> None:
         self.closed_inputs.add(input_id)
+
+    def on_stop(self) -> None:
+        """dora's STOP (Ctrl-C on `dora run`, `dora stop`): what the recorder and the saver still send
+        while they finish is passed on, until both have closed or dora ends the event stream."""
 
     # ------------------------------------------------------------------ socket side
 
