@@ -186,15 +186,17 @@ def test_a_session_through_the_keyboard_nodes_real_socket():
     def recorder_and_saver():
         """What the dataflow does: record until n, then until e, then drain and exit."""
         deadline = time.monotonic() + 20
-        for episode, key in enumerate(("n", "e")):
-            while key not in keys and time.monotonic() < deadline:
-                relay.on_input("recorder_status", encode_status(RecorderStatus(phase="recording", episode=episode, num_episodes=3)), {})
-                time.sleep(0.02)
-        relay.on_input("recorder_status", encode_status(RecorderStatus(phase="done", episodes_saved=2, frames_kept=60)), {})
-        relay.on_input("saver_status", encode_status(SaverStatus(done=True, queued=2, completed=2, frames_committed=60)), {})
-        relay.on_closed("recorder_status")
-        relay.on_closed("saver_status")
-        relay.close()
+        try:
+            for episode, key in enumerate(("n", "e")):
+                while key not in keys and time.monotonic() < deadline:
+                    relay.on_input("recorder_status", encode_status(RecorderStatus(phase="recording", episode=episode, num_episodes=3)), {})
+                    time.sleep(0.02)
+            relay.on_input("recorder_status", encode_status(RecorderStatus(phase="done", episodes_saved=2, frames_kept=60)), {})
+            relay.on_input("saver_status", encode_status(SaverStatus(done=True, queued=2, completed=2, frames_committed=60)), {})
+            relay.on_closed("recorder_status")
+            relay.on_closed("saver_status")
+        finally:
+            relay.close()  # the console's loop ends when the relay hangs up, whatever happened here
 
     dataflow = threading.Thread(target=recorder_and_saver, daemon=True)
     try:

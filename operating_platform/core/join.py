@@ -29,15 +29,17 @@ class JoinError(RuntimeError):
 class DataflowChoice:
     names: tuple[str, ...]  # what --dataflow may say to pick it
     description: str
-    folder: Path
-    entry: RelayEntry | None = None
+    entry: RelayEntry
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.entry.folder)
 
 
 def choice_of(entry: RelayEntry, name: str = "") -> DataflowChoice:
     name = entry.name or name
-    folder = Path(entry.folder)
-    return DataflowChoice(tuple(n for n in (name, entry.uuid, str(folder)) if n),
-                          f"{name or 'dataflow'} {entry.uuid} started in {folder} (keyboard pid {entry.pid})", folder, entry)
+    return DataflowChoice(tuple(n for n in (name, entry.uuid, entry.folder) if n),
+                          f"{name or 'dataflow'} {entry.uuid} started in {entry.folder} (keyboard pid {entry.pid})", entry)
 
 
 def coordinator_names(coordinator: str) -> dict[str, str]:
@@ -99,15 +101,19 @@ def choose(choices: list[DataflowChoice], wanted: str | None, cwd: Path) -> Data
 def connect(choice: DataflowChoice) -> RelayClient:
     try:
         return RelayClient(choice.entry)
-    except RelayGone as exc:
+    except OSError as exc:  # RelayGone: a stale entry
         raise JoinError(str(exc)) from None
 
 
 def connect_to(uuid: str, timeout_s: float, directory: Path | None = None) -> RelayClient:
-    """The console's own dataflow's keyboard, once its relay is listening (it starts with the other nodes)."""
+    """The console's own dataflow's keyboard, once its relay listens (it starts with the other nodes).
+    With `--dora.coordinator`, the daemon's XDG_RUNTIME_DIR must be the console's (the nodes inherit the daemon's)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        found = [e for e in running_relays(directory) if e.uuid == uuid]
+        try:
+            found = [e for e in running_relays(directory) if e.uuid == uuid]
+        except RelayDirError as exc:
+            raise JoinError(str(exc)) from None
         if found:
             try:
                 return RelayClient(found[0])
