@@ -164,7 +164,6 @@ class KeyRelay:
         self.latest: dict[str, bytes] = {}
         self.clients: list[_Client] = []
         self.closed_inputs: set[str] = set()
-        self.keys_relayed = 0
         self.invalid = 0
         self._connections = 0
         self._listener: socket.socket | None = None
@@ -173,12 +172,14 @@ class KeyRelay:
 
     def open(self) -> None:
         """Listen and publish the sidecar; a relay that cannot listen says so once and runs without clients."""
+        path = Path(self.entry.socket)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        bound = False
         try:
             private_dir(self.directory)
-            path = Path(self.entry.socket)
             path.unlink(missing_ok=True)  # a previous relay of this uuid was killed
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(str(path))
+            bound = True
             os.chmod(path, 0o600)
             listener.listen(8)
             listener.setblocking(False)
@@ -186,9 +187,12 @@ class KeyRelay:
             partial = sidecar.with_suffix(".json.partial")
             partial.write_text(json.dumps(asdict(self.entry)))
             os.chmod(partial, 0o600)
-            partial.replace(sidecar)
+            partial.replace(sidecar)  # a client never reads half a sidecar
         except (OSError, RelayDirError) as exc:
-            self.say(f"[keyboard] no keys this run: cannot listen for a keyboard on {self.entry.socket} ({exc})")
+            listener.close()
+            if bound:
+                path.unlink(missing_ok=True)
+            self.say(f"[keyboard] no keys this run: cannot listen for a keyboard on {path} ({exc})")
             return
         self._listener = listener
         self.say(f"[keyboard] keys: run `python nodes/keyboard.py` in {self.entry.folder} (dataflow {self.entry.uuid})")
@@ -210,7 +214,7 @@ class KeyRelay:
             Path(self.entry.socket).unlink(missing_ok=True)
             sidecar_path(self.directory, self.entry.uuid).unlink(missing_ok=True)
         if self.invalid > MAX_LOGGED:
-            self.say(f"[keyboard] ignored {self.invalid} invalid client messages in all")
+            self.say(f"[keyboard] ignored {self.invalid} invalid messages in all")
 
     def __enter__(self) -> "KeyRelay":
         self.open()
@@ -302,7 +306,6 @@ class KeyRelay:
             elif set(item) != {"key"} or item["key"] not in KEYS:
                 self._invalid(f"keyboard {client.number}: {json.dumps(item)[:80]} is not {{\"key\": one of {', '.join(KEYS)}}}")
             else:
-                self.keys_relayed += 1
                 self.emit("key", encode_key(item["key"]), {})
 
     def _queue(self, client: _Client, line: bytes) -> None:
