@@ -4,8 +4,8 @@
     python benchmarks/bench_dataflow.py --episodes 3 --episode-time-s 4 --reset-time-s 1   # quick
 
 Two simulated 640x480 cameras at 30 fps, simulated SO-101 leader/follower, recorder and
-saver under a private dora coordinator/daemon; the benchmark joins as the keyboard node
-to read the recorder's and saver's status, watches meta/info.json for commits, and
+saver under a private dora coordinator/daemon; the benchmark connects to the keyboard
+node's socket to read the recorder's and saver's status, watches meta/info.json for commits, and
 samples every node's RSS. Targets: save response p99 <= 50 ms; 0 dropped, 0 gaps;
 each episode committed <= 5 s after its end while the next one records; per-node peak
 RSS flat across episodes.
@@ -26,9 +26,9 @@ import psutil
 
 from operating_platform.core.config import parse_config
 from operating_platform.core.dataflow import write_dataflow
-from operating_platform.core.launcher import DoraLauncher, join_as_keyboard
+from operating_platform.core.join import connect_to
+from operating_platform.core.launcher import DoraLauncher
 from operating_platform.dataflow.messages import MessageError, RecorderStatus, SaverStatus, decode_status
-from operating_platform.dataflow.runtime import node_logs_to
 
 NODE_SCRIPTS = ("camera", "arm", "recorder", "saver")
 
@@ -85,11 +85,9 @@ def run_session(mode: str, args, workdir: Path) -> Session:
     try:
         launcher.up()
         started = time.monotonic()
-        launcher.start(write_dataflow(cfg, run_dir / "dataflow.yml"), f"bench-{mode}")
-        with node_logs_to(run_dir / "keyboard.log"):
-            node = join_as_keyboard(launcher, 60)
-            watch(node, session, root, args)
-            del node
+        uuid = launcher.start(write_dataflow(cfg, run_dir / "dataflow.yml"), f"bench-{mode}")
+        with connect_to(uuid, 60) as link:
+            watch(link, session, root, args)
         session.wall_s = time.monotonic() - started
     finally:
         launcher.stop()

@@ -1,44 +1,54 @@
-"""Join a running recording dataflow as its dynamic `keyboard` node, from a terminal.
+"""The `keyboard` node, and the terminal program that feeds it keys.
 
-    dora run dataflow.yml                            # terminal 1
+    dora run dataflow.yml                            # terminal 1 (dora spawns this file as the `keyboard` node)
     python nodes/keyboard.py                         # terminal 2, same folder: n save, r re-record, p proceed, e exit
     python nodes/keyboard.py --dataflow NAME|UUID|FOLDER   # any other dataflow: named explicitly
 
-It joins only the dataflow it is told to (or a `dora run` started in this folder) and
-lists the choices otherwise. (`python operating_platform/core/main.py` does both in one terminal.)
+Spawned by dora, it relays keys from a socket into the dataflow (dataflow/key_relay.py). Run
+from a terminal, it connects to the socket of the dataflow started in this folder (or the one
+named) and lists the choices otherwise. (`python operating_platform/core/main.py` does both in one terminal.)
 """
 
 import argparse
+import os
 import sys
-import tempfile
 from pathlib import Path
 
-from operating_platform.core.join import DEFAULT_DAEMON_PORT, JoinError, choose, running_choices
-from operating_platform.core.launcher import DEFAULT_COORDINATOR_PORT
 
-if __name__ == "__main__":
+def relay() -> None:
+    from operating_platform.dataflow.key_relay import KeyRelay
+    from operating_platform.dataflow.runtime import connect, emitter, run_events
+
+    node = connect("keyboard")
+    with KeyRelay(emitter(node), node.dataflow_id(), Path.cwd()) as keys:
+        run_events(node, keys.on_input, done=lambda: keys.done, on_stop=keys.on_stop, on_closed=keys.on_closed)
+
+
+def terminal() -> None:
+    from operating_platform.core.join import JoinError, choose, connect, running_choices
+    from operating_platform.core.launcher import DEFAULT_COORDINATOR_PORT
+
     parser = argparse.ArgumentParser(prog="nodes/keyboard.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataflow", help="name (dora start --name), UUID, or the folder a `dora run` was started in")
-    parser.add_argument("--daemon-port", type=int, default=DEFAULT_DAEMON_PORT, help="daemon to join through")
-    parser.add_argument("--coordinator", default=f"127.0.0.1:{DEFAULT_COORDINATOR_PORT}", help="host:port (dora start dataflows)")
+    parser.add_argument("--dataflow", help="name (dora start --name), UUID, or the folder the dataflow was started in")
+    parser.add_argument("--coordinator", default=f"127.0.0.1:{DEFAULT_COORDINATOR_PORT}", help="host:port (names of dora start dataflows)")
     args = parser.parse_args()
     try:
-        choice = choose(running_choices(args.daemon_port, args.coordinator), args.dataflow, Path.cwd())
+        choice = choose(running_choices(args.coordinator), args.dataflow, Path.cwd())
+        client = connect(choice)
     except JoinError as exc:
         print(f"keyboard.py: {exc}", file=sys.stderr)
         sys.exit(2)
 
-    from dora import Node
-
     from operating_platform.core.console import run_session
-    from operating_platform.dataflow.runtime import node_logs_to
     from operating_platform.dataflow.keyboard import terminal_or_no_keys
 
-    log = Path(tempfile.gettempdir()) / "keyboard-node.log"
-    with node_logs_to(log):
-        node = Node("keyboard", daemon_port=args.daemon_port)
-        if choice.uuid and node.dataflow_id() != choice.uuid:
-            print(f"keyboard.py: the daemon joined dataflow {node.dataflow_id()}, not {choice.uuid}; leaving it", file=sys.stderr)
-            sys.exit(2)
-        print(f"joined {choice.description} as its keyboard (dora's own messages: {log})", flush=True)
-        run_session(node, terminal_or_no_keys(sys.stdin))
+    print(f"joined {choice.description} as its keyboard", flush=True)
+    with client:
+        run_session(client, terminal_or_no_keys(sys.stdin))
+
+
+if __name__ == "__main__":
+    if "DORA_NODE_CONFIG" in os.environ:  # spawned by dora
+        relay()
+    else:
+        terminal()

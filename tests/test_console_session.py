@@ -1,11 +1,16 @@
-"""The console loop on synthetic dora events: scripted keys start with recording, `e` drains,
-the drain messages operators look for are printed, malformed status is ignored."""
+"""The console loop on synthetic status events (as the keyboard node's socket delivers them, and
+through a real relay socket): scripted keys start with recording, `e` drains, the drain
+messages operators look for are printed, malformed status is ignored."""
 
 import io
 import json
 import re
+import shutil
+import tempfile
+import threading
 import time
 from dataclasses import asdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow as pa
@@ -14,11 +19,12 @@ import pytest
 from operating_platform.core.console import Console, ConsoleState, key_feedback
 from operating_platform.core.progress import StartupProgress
 from operating_platform.dataflow.keyboard import ScriptedKeys, parse_key_script
+from operating_platform.dataflow.key_relay import KeyRelay, RelayClient, running_relays
 from operating_platform.dataflow.messages import RecorderStatus, SaverStatus, decode_key, encode_status
 
 
 class EventSource:
-    """Stands in for the dora node: replays status events, records the keys sent."""
+    """Stands in for the keyboard node's socket: replays status events, records the keys sent."""
 
     def __init__(self, events):
         self.events = list(events)
@@ -29,8 +35,8 @@ class EventSource:
             return None
         return self.events.pop(0)
 
-    def send_output(self, output_id, value, metadata=None):
-        self.sent.append((output_id, decode_key(value)))
+    def send_key(self, key):
+        self.sent.append(("key", key))
 
 
 def status(input_id, **fields):
@@ -167,3 +173,43 @@ def test_a_renamed_status_field_fails_loudly_instead_of_showing_0():
     state.saver = SimpleNamespace(**fields, frames_saved=90)
     with pytest.raises(AttributeError, match="frames_committed"):
         state.problems()
+
+
+def test_a_session_through_the_keyboard_nodes_real_socket():
+    """The relay (in a thread, as the dora node would run it) and the console on either end of its socket."""
+    directory = Path(tempfile.mkdtemp(prefix="kb", dir="/tmp")) / "relays"
+    keys = []
+    relay = KeyRelay(lambda output, value, metadata: keys.append(decode_key(value)), "uuid-1", directory.parent,
+                     directory=directory, say=lambda text: None)
+    relay.open()
+
+    def recorder_and_saver():
+        """What the dataflow does: record until n, then until e, then drain and exit."""
+        deadline = time.monotonic() + 20
+        try:
+            for episode, key in enumerate(("n", "e")):
+                while key not in keys and time.monotonic() < deadline:
+                    relay.on_input("recorder_status", encode_status(RecorderStatus(phase="recording", episode=episode, num_episodes=3)), {})
+                    time.sleep(0.02)
+            relay.on_input("recorder_status", encode_status(RecorderStatus(phase="done", episodes_saved=2, frames_kept=60)), {})
+            relay.on_input("saver_status", encode_status(SaverStatus(done=True, queued=2, completed=2, frames_committed=60)), {})
+            relay.on_closed("recorder_status")
+            relay.on_closed("saver_status")
+        finally:
+            relay.close()  # the console's loop ends when the relay hangs up, whatever happened here
+
+    dataflow = threading.Thread(target=recorder_and_saver, daemon=True)
+    try:
+        [entry] = running_relays(directory)
+        with RelayClient(entry) as client:
+            dataflow.start()
+            out = io.StringIO()
+            state = Console(client, ScriptedKeys(parse_key_script("n@0.2,e@0.2")), out=out, interactive=False).run()
+        dataflow.join(20)
+        assert not dataflow.is_alive()
+        assert keys == ["n", "e"] and state.finished and state.problems() == []
+        assert "n: ending episode 1 and saving it" in out.getvalue() and "Save stats: queued=2 completed=2 failed=0" in out.getvalue()
+        assert not directory.exists() or list(directory.iterdir()) == []
+    finally:
+        relay.close()
+        shutil.rmtree(directory.parent)

@@ -95,8 +95,6 @@ class RecordConfig:
 class DoraConfig:
     coordinator: str = ""
     """host:port of a running `dora up` coordinator; empty: start a private coordinator + daemon."""
-    daemon_port: int = 53291
-    """Local daemon port the keyboard node joins through (with --dora.coordinator only)."""
     start_timeout_s: float = 60.0
     """How long to wait for the dataflow to come up before giving up."""
 

@@ -1,6 +1,7 @@
 """The operator console loop: keys in, one live status line out, and a drain on exit.
 
-It runs as the dataflow's dynamic `keyboard` node. `e` (or Ctrl-C) asks the recorder
+It talks to the dataflow through its `keyboard` node's socket (dataflow/key_relay.py's
+RelayClient): keys go in, the recorder's and saver's status come out. `e` (or Ctrl-C) asks the recorder
 to finish; the console then waits while the saver drains pending saves, printing
 `Waiting for N pending saves...` and the end-of-run summary (dataflow/summary.py words both).
 It renders the typed status records of the message contract, field by field.
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
-from operating_platform.dataflow.messages import MessageError, RecorderStatus, SaverStatus, decode_status, encode_key
+from operating_platform.dataflow.messages import MessageError, RecorderStatus, SaverStatus, decode_status
 from operating_platform.dataflow.summary import session_lines, waiting_line
 
 from .progress import StartupProgress
@@ -90,10 +91,18 @@ class ConsoleState:
         return found
 
 
-class Console:
-    """Drives one recording session through a connected dora node (or anything with next/send_output)."""
+class Link(Protocol):
+    """The dataflow as the console sees it: status events in (dora's event shape), keys out."""
 
-    def __init__(self, node, keys: KeySource, out: TextIO | None = None, interactive: bool = True,
+    def next(self, timeout: float | None = None) -> dict | None: ...
+
+    def send_key(self, key: str) -> None: ...
+
+
+class Console:
+    """Drives one recording session through a Link (the keyboard node's socket)."""
+
+    def __init__(self, node: Link, keys: KeySource, out: TextIO | None = None, interactive: bool = True,
                  progress: StartupProgress | None = None, dataset: str = ""):
         self.node = node
         self.keys = keys
@@ -114,12 +123,12 @@ class Console:
         if not self.exit_requested:
             self.exit_requested = True
             self._print("exit requested: finishing the episode and draining saves")
-            self.node.send_output("key", encode_key("e"))
+            self.node.send_key("e")
 
     def run(self) -> ConsoleState:
         while not self.state.finished and not self._saver_gone():
             event = self.node.next(timeout=0.05)
-            if event is None:  # the dataflow has ended
+            if event is None:  # the dataflow has ended (the keyboard node hung up)
                 break
             if event["type"] == "INPUT":
                 self._on_status(event["id"], event["value"])
@@ -134,7 +143,7 @@ class Console:
                     self.request_exit()
                 else:
                     self._print(key_feedback(key, self.state))
-                    self.node.send_output("key", encode_key(key))
+                    self.node.send_key(key)
             self._show_progress(now)
         self.progress.done()
         self._finish_line()
@@ -215,7 +224,7 @@ def key_feedback(key: str, state: ConsoleState) -> str:
     return f"{key}: ignored while {phase}"
 
 
-def run_session(node, keys_context, progress: StartupProgress | None = None, dataset: str = "") -> ConsoleState:
+def run_session(node: Link, keys_context, progress: StartupProgress | None = None, dataset: str = "") -> ConsoleState:
     """Run the console until the saver is done; Ctrl-C once = `e` (drain), twice = give up."""
     with keys_context as keys:
         console = Console(node, keys, interactive=sys.stdout.isatty(), progress=progress, dataset=dataset)
@@ -224,5 +233,3 @@ def run_session(node, keys_context, progress: StartupProgress | None = None, dat
         except KeyboardInterrupt:
             console.request_exit()
             return console.run()
-        finally:
-            console.node = None  # leave the dataflow now, while the daemon still runs

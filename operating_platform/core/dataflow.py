@@ -58,11 +58,16 @@ def arm_node(role: str, cfg: ConsoleConfig, python: str) -> dict:
     return {"id": f"arm_{role}", **_script("arm", python), "inputs": inputs, "outputs": ["joint"], "env": env}
 
 
-def keyboard_node() -> dict:
+KEYBOARD_TICK = "dora/timer/millis/50"  # how often the keyboard node looks at its socket: keys go out within 50 ms
+
+
+def keyboard_node(python: str) -> dict:
+    """Spawned like the others (a `path: dynamic` node makes dora 1.1 log an ERROR every run); a terminal
+    program connects to its socket (dataflow/key_relay.py)."""
     return {
         "id": "keyboard",
-        "path": "dynamic",
-        "inputs": {"recorder_status": "recorder/status", "saver_status": "saver/status"},
+        **_script("keyboard", python),
+        "inputs": {"tick": KEYBOARD_TICK, "recorder_status": "recorder/status", "saver_status": "saver/status"},
         "outputs": ["key"],
     }
 
@@ -148,7 +153,7 @@ ENV_BLOCK = re.compile(r"^env:\n(?:[ \t].*\n)*", re.MULTILINE)
 def build_dataflow(cfg: ConsoleConfig, python: str = sys.executable) -> dict:
     cameras = camera_specs(cfg.robot)
     nodes = [camera_node(c, cfg, python) for c in cameras]
-    nodes += [arm_node("leader", cfg, python), arm_node("follower", cfg, python), keyboard_node(),
+    nodes += [arm_node("leader", cfg, python), arm_node("follower", cfg, python), keyboard_node(python),
               recorder_node(cameras, cfg, python), saver_node(python)]
     return {"env": dataflow_env(cfg), "nodes": nodes}
 

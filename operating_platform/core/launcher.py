@@ -57,23 +57,16 @@ def _wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen, what: st
 
 
 class DoraLauncher:
-    def __init__(self, run_dir: Path, coordinator: str = "", daemon_port: int = 53291):
+    def __init__(self, run_dir: Path, coordinator: str = ""):
         self.run_dir = Path(run_dir)
         self.dora = dora_binary()
         self.private = not coordinator
         host, _, port = coordinator.partition(":")
         self.coordinator_addr = host or "127.0.0.1"
         self.coordinator_port = int(port) if port else DEFAULT_COORDINATOR_PORT
-        self.daemon_port = daemon_port
+        self.daemon_port: int | None = None  # private daemon's local listen port
         self.dataflow_id: str | None = None
-        self.zenoh_port: int | None = None  # private daemon's zenoh listener
         self._procs: list[subprocess.Popen] = []
-
-    def zenoh_env(self) -> dict[str, str]:
-        """Environment a dynamic node needs to reach a private daemon that does not scout (empty otherwise)."""
-        if self.zenoh_port is None:
-            return {}
-        return {"DORA_ZENOH_MULTICAST": "off", "DORA_ZENOH_CONNECT": f"tcp/127.0.0.1:{self.zenoh_port}"}
 
     def _cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         cmd = [self.dora, *args, "--coordinator-addr", self.coordinator_addr,
@@ -103,11 +96,10 @@ class DoraLauncher:
         _wait_for_port(self.coordinator_port, timeout_s, coordinator, "dora coordinator", log)
         say(f"starting a private dora daemon (port {self.daemon_port})")
         # No multicast scouting: this daemon and its nodes meet only each other, never another
-        # dataflow on the machine (or the network); the keyboard joins through zenoh_env().
-        self.zenoh_port = free_port()
+        # dataflow on the machine (or the network).
         daemon, log = self._spawn("daemon", ["daemon", "--coordinator-port", str(self.coordinator_port),
                                              "--local-listen-port", str(self.daemon_port), "--zenoh-no-multicast",
-                                             "--zenoh-listen", f"127.0.0.1:{self.zenoh_port}"])
+                                             "--zenoh-listen", f"127.0.0.1:{free_port()}"])
         _wait_for_port(self.daemon_port, timeout_s, daemon, "dora daemon", log)
         say("waiting for the daemon to register with the coordinator")
         deadline = time.monotonic() + timeout_s
@@ -141,9 +133,8 @@ class DoraLauncher:
         return states
 
     def wait_for_nodes(self, dataflow_name: str, nodes: list[str], timeout_s: float) -> bool:
-        """Until every one of `nodes` runs (True) or timeout_s passes (False). Polled from Python: joining
-        as a dynamic node blocks inside dora (holding the GIL) until the nodes are up, and nothing could
-        tell the operator meanwhile."""
+        """Until every one of `nodes` runs (True) or timeout_s passes (False); polled, so the console's
+        start-up progress keeps counting meanwhile."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             states = self.node_states(dataflow_name)
@@ -210,20 +201,3 @@ def _terminate_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
             except ProcessLookupError:
                 return
             time.sleep(0.05)
-
-
-def join_as_keyboard(launcher: DoraLauncher, timeout_s: float):
-    """Connect as the dataflow's dynamic `keyboard` node (the dataflow must be started)."""
-    from dora import Node
-
-    os.environ.update(launcher.zenoh_env())
-    daemon_port = launcher.daemon_port
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return Node("keyboard", daemon_port=daemon_port)
-        except RuntimeError as exc:
-            if time.monotonic() > deadline:
-                raise LaunchError(f"could not join the dataflow as `keyboard` on daemon port {daemon_port}: "
-                                  f"{str(exc).splitlines()[0]}") from None
-            time.sleep(0.2)

@@ -4,8 +4,8 @@
     python operating_platform/core/main.py calibrate --robot.robot_type=so101 --robot.arm=leader|follower --robot.port=PORT
 
 Renders the dataflow for the flags, starts it with dora (a private coordinator and
-daemon unless --dora.coordinator names a running `dora up`), joins it as the
-`keyboard` node and shows live status. Keys: n = end episode and save,
+daemon unless --dora.coordinator names a running `dora up`), connects to its
+`keyboard` node's socket and shows live status. Keys: n = end episode and save,
 r = re-record, p = proceed from reset, e = exit (pending saves are drained first).
 Exit codes: 0 done, 1 recording failed, 2 bad flags or unusable dataset location.
 """
@@ -27,8 +27,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from operating_platform.core.config import ConfigError, ConsoleConfig, camera_specs, help_text, parse_config  # noqa: E402
 from operating_platform.core.console import run_session  # noqa: E402
 from operating_platform.core.dataflow import write_dataflow  # noqa: E402
-from operating_platform.core.launcher import DoraLauncher, LaunchError, join_as_keyboard  # noqa: E402
-from operating_platform.dataflow.runtime import node_logs_to  # noqa: E402
+from operating_platform.core.join import JoinError, connect_to  # noqa: E402
+from operating_platform.core.launcher import DoraLauncher, LaunchError  # noqa: E402
 from operating_platform.core.preflight import LocationError, check_dataset_location, free_default_name  # noqa: E402
 from operating_platform.core.progress import StartupProgress  # noqa: E402
 from operating_platform.dataflow.keyboard import (  # noqa: E402
@@ -49,7 +49,7 @@ def record(cfg: ConsoleConfig) -> int:
     name = f"record-{cfg.record.repo_id}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir = run_log_dir(name)
     dataflow = write_dataflow(cfg, run_dir / "dataflow.yml")
-    launcher = DoraLauncher(run_dir, cfg.dora.coordinator, cfg.dora.daemon_port)
+    launcher = DoraLauncher(run_dir, cfg.dora.coordinator)
     for sig in (signal.SIGTERM, signal.SIGHUP):  # so the terminal and dora are cleaned up on kill / closed terminal
         signal.signal(sig, raise_keyboard_interrupt)
     # Ctrl-C must drain and stop even when started from a script that ignores SIGINT
@@ -60,17 +60,15 @@ def record(cfg: ConsoleConfig) -> int:
     print(f"full logs (dora, every node): {run_dir}", flush=True)
     try:
         launcher.up(say=progress.step)
-        nodes = [n["id"] for n in yaml.safe_load(dataflow.read_text())["nodes"] if n.get("path") != "dynamic"]
+        nodes = [n["id"] for n in yaml.safe_load(dataflow.read_text())["nodes"]]
         progress.step(f"starting the dataflow: {len(nodes)} nodes ({', '.join(nodes)})")
-        launcher.start(dataflow, name=name)
+        uuid = launcher.start(dataflow, name=name)
         progress.step("waiting for the nodes to start (Python imports, opening cameras and arms)")
         launcher.wait_for_nodes(name, nodes, cfg.dora.start_timeout_s)
-        with node_logs_to(run_dir / "keyboard.log"):
-            progress.step("joining the dataflow as its keyboard node (dora answers once every node is ready)")
-            node = join_as_keyboard(launcher, cfg.dora.start_timeout_s)
-            state = run_session(node, key_source(cfg), progress, str(cfg.record.dataset_root.resolve()))
-            del node
-    except LaunchError as exc:
+        progress.step("connecting to the dataflow's keyboard node")
+        with connect_to(uuid, cfg.dora.start_timeout_s) as link:
+            state = run_session(link, key_source(cfg), progress, str(cfg.record.dataset_root.resolve()))
+    except (LaunchError, JoinError) as exc:
         progress.done()
         print(f"main.py: {exc} (dora logs: {run_dir})", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ class StartupProgress:
 
     @property
     def out(self) -> TextIO:
-        """The given stream, else whatever sys.stdout is now (node_logs_to swaps it while joined to dora)."""
+        """The given stream, else whatever sys.stdout is when written."""
         return self._out or sys.stdout
 
     def elapsed(self) -> float:

@@ -1,7 +1,8 @@
-"""Key sources for the keyboard node: the operator's terminal, or a script for tests and demos.
+"""Key sources for a keyboard: the operator's terminal, or a script for tests and demos.
 
-dora-spawned nodes cannot read the terminal (not in its foreground process group),
-so the keyboard is a dynamic node run from the operator's terminal. The terminal is
+dora-spawned nodes cannot read the terminal (not in its foreground process group), so
+the terminal program (`python nodes/keyboard.py`, or the console) reads the keys and hands
+them to the `keyboard` node over its socket (key_relay.py). The terminal is
 put in cbreak mode (keys arrive one at a time, not echoed, Ctrl-C still signals)
 and restored on every way out: normal exit, exception, or signal.
 """

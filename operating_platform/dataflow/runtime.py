@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -10,43 +9,22 @@ from pathlib import Path
 from typing import Callable
 
 
-def divert_native_output(path: Path) -> Callable[[], None]:
+def divert_native_output(path: Path) -> None:
     """dora's node API (Rust) writes its own log lines on fds 1 and 2: at WARN, every timer tick
     dropped while the node was busy and transport diagnostics, teardown messages once the dataflow
     has ended. From now on they go to `path`; Python's sys.stdout/sys.stderr keep writing where
-    they did, so the run's output shows our lines and tracebacks only. Returns the undo."""
+    they did, so the run's output shows our lines and tracebacks only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     streams = [("stdout", 1), ("stderr", 2)]
     saved = {}
     for name, fd in streams:
         getattr(sys, name).flush()
-        saved[name] = (getattr(sys, name), os.dup(fd))
+        saved[name] = os.dup(fd)
     with open(path, "ab") as log:
         for _, fd in streams:
             os.dup2(log.fileno(), fd)
     for name, _ in streams:
-        setattr(sys, name, os.fdopen(os.dup(saved[name][1]), "w", buffering=1))
-
-    def undo() -> None:
-        for name, fd in streams:
-            getattr(sys, name).flush()
-            getattr(sys, name).close()
-            previous, original_fd = saved[name]
-            setattr(sys, name, previous)
-            os.dup2(original_fd, fd)
-            os.close(original_fd)
-
-    return undo
-
-
-@contextlib.contextmanager
-def node_logs_to(path: Path):
-    """dora's own node messages go to `path` inside the block (see divert_native_output)."""
-    undo = divert_native_output(path)
-    try:
-        yield
-    finally:
-        undo()
+        setattr(sys, name, os.fdopen(saved[name], "w", buffering=1))
 
 
 def dora_messages_log(dataflow_id: object, node_name: str) -> Path:
