@@ -146,9 +146,10 @@ class V21EpisodeCommit:
 
     def write_info(self) -> None:
         ep, info = self.ep, self.ds.info
-        features = {k: ft if ft.info is not None or k not in self.camera_keys
-                    else replace(ft, info=probe_video_info(self.root / info.video_path(k, ep)))
-                    for k, ft in info.features.items()}  # the block from the first encoded video
+        features = dict(info.features)
+        for key in self.camera_keys:
+            if features[key].info is None:  # the block comes from the first encoded video
+                features[key] = replace(features[key], info=probe_video_info(self.root / info.video_path(key, ep)))
         info = info.with_features(features).with_totals(ep + 1, self.ds.num_frames + self.n, len(self.tasks))
         try:
             info.write(self.root)

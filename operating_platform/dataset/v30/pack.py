@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -123,9 +124,8 @@ def _stage(root: Path, info: DatasetInfo, store_info: DatasetInfo, first: int, e
     data_files = {ep: store / store_info.data_path(ep) for ep in range(first, end)}
     base = (last["data/chunk_index"], last["data/file_index"]) if last else None
     frame = info.total_frames
-    data_path = lambda c, f: info.data_path(chunk=c, file=f)  # noqa: E731
-    for target in _assign(root, base, 0, data_files, data_path, info.data_files_size_in_mb, chunks_size, lengths):
-        rel = data_path(*target.chunk_file)
+    for target in _assign(root, base, 0, data_files, info.data_path, info.data_files_size_in_mb, chunks_size, lengths):
+        rel = info.data_path(chunk=target.chunk_file[0], file=target.chunk_file[1])
         _write_data_file(target, data_files, staging / rel)
         files.append(rel)
         for ep in target.episodes:
@@ -139,10 +139,9 @@ def _stage(root: Path, info: DatasetInfo, store_info: DatasetInfo, first: int, e
         chunk_col, file_col, from_col, to_col = layout.video_columns(key)
         base = (last[chunk_col], last[file_col]) if last else None
         base_frames = round(last[to_col] * fps) if last else 0
-        video_path = lambda c, f, key=key: info.video_path(key, chunk=c, file=f)  # noqa: E731
-        for target in _assign(root, base, base_frames, videos, video_path, info.video_files_size_in_mb, chunks_size,
-                              lengths):
-            rel = video_path(*target.chunk_file)
+        for target in _assign(root, base, base_frames, videos, partial(info.video_path, key),
+                              info.video_files_size_in_mb, chunks_size, lengths):
+            rel = info.video_path(key, chunk=target.chunk_file[0], file=target.chunk_file[1])
             sources = ([(target.base, target.base_frames)] if target.base else []) + [(videos[ep], lengths[ep]) for ep in target.episodes]
             concat_videos(sources, staging / rel, fps)
             files.append(rel)
@@ -196,12 +195,12 @@ def _last_episode_row(root: Path) -> dict | None:
     return table.slice(table.num_rows - 1).to_pylist()[0] if table.num_rows else None
 
 
-def _assign(root, base, base_frames, sources: dict[int, Path], relpath, limit_mb, chunks_size, lengths) -> list[_Target]:
+def _assign(root, base, base_frames, sources: dict[int, Path], path_of, limit_mb, chunks_size, lengths) -> list[_Target]:
     """Episodes to shared files in order: extend the last file while it stays under the size limit."""
     targets: list[_Target] = []
     limit = limit_mb * MB
     if base is not None:
-        base_path = root / relpath(*base)
+        base_path = root / path_of(chunk=base[0], file=base[1])
         current = _Target(base, base_path, base_frames, [])
         size = base_path.stat().st_size
     else:
