@@ -54,7 +54,7 @@ DEFAULT_CRF = 30
 
 
 class DatasetFormatError(ValueError):
-    """A dataset on disk (or a request to create/resume one) breaks the v2.1 contract."""
+    """A dataset on disk (or a request to create/resume one) breaks the LeRobot v2.1 or v3.0 contract."""
 
 
 # --------------------------------------------------------------------------- features
