@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     report = validate_v30(args.dst) if args.to == fmt.V30 else validate_dataset(args.dst)
-    print(f"{args.src} -> {args.dst}: LeRobot {args.to}, {info['total_episodes']} episodes, {info['total_frames']} frames")
+    print(f"{args.src} -> {args.dst}: LeRobot {args.to}, {info.total_episodes} episodes, {info.total_frames} frames")
     if not report.passed:
         print(report.format_text())
         return 1

@@ -9,6 +9,7 @@ import pytest
 from dataset_factory import write_dataset
 
 from operating_platform.dataset import format as fmt
+from operating_platform.dataset.info import DatasetInfo
 from operating_platform.dataset.recovery import remove_uncommitted_episode_files, repair_dataset
 from operating_platform.dataset.validate import validate_dataset
 
@@ -24,7 +25,7 @@ def root(pristine, tmp_path):
 
 
 def info(root):
-    return fmt.read_json(root / fmt.INFO_PATH)
+    return DatasetInfo.load(root)
 
 
 def test_a_clean_dataset_needs_no_repair(root):
@@ -37,7 +38,7 @@ def test_what_a_killed_commit_left_past_info_json_is_removed(root):
     (root / "meta" / ("episodes.jsonl" + fmt.TEMP_SUFFIX)).write_text("{")
     moved_in = root / fmt.data_relpath(2)
     shutil.copy(root / fmt.data_relpath(1), moved_in)  # renamed in, never counted in info.json
-    video_key = fmt.video_keys(info(root)["features"])[0]
+    video_key = info(root).video_keys[0]
     shutil.copy(root / fmt.video_relpath(video_key, 1), root / fmt.video_relpath(video_key, 2))
     with open(root / fmt.EPISODES_PATH, "a") as f:  # a row written before info.json
         f.write(json.dumps({"episode_index": 2, "tasks": ["pick the cube"], "length": 25}) + "\n")
@@ -78,7 +79,7 @@ def test_missing_rows_are_rebuilt_from_the_episode_files(root):
     assert rebuilt.keys() == original.keys()
     for name, value in original["observation.state"].items():
         assert rebuilt["observation.state"][name] == pytest.approx(value), name
-    video_key = fmt.video_keys(info(root)["features"])[0]
+    video_key = info(root).video_keys[0]
     # image stats come from the decoded video, the original from the raw frames: lossy, but close
     for name in ("mean", "std"):
         assert np.ravel(rebuilt[video_key][name]) == pytest.approx(np.ravel(original[video_key][name]), abs=0.02)

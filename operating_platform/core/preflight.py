@@ -15,6 +15,7 @@ from pathlib import Path
 from operating_platform.dataset import format as fmt
 from operating_platform.dataset import space
 from operating_platform.dataset.format import DatasetFormatError, build_features
+from operating_platform.dataset.info import DatasetInfo
 from operating_platform.dataset.writer import _check_resume_matches
 from operating_platform.hardware.base import SO101_JOINT_NAMES
 
@@ -108,9 +109,9 @@ def _probe_writable(root: Path, flag: str) -> None:
 def _check_resume_compatible(root: Path, cfg: ConsoleConfig, flag: str) -> None:
     cameras = _cameras(cfg)
     try:
-        info = fmt.read_info_any(root)
-        if info.get("codebase_version") != cfg.record.dataset_version:
-            raise DatasetFormatError(f"cannot resume {root}: it is a LeRobot {info.get('codebase_version')} dataset, "
+        info = DatasetInfo.load(root)
+        if info.codebase_version != cfg.record.dataset_version:
+            raise DatasetFormatError(f"cannot resume {root}: it is a LeRobot {info.codebase_version} dataset, "
                                      f"--record.dataset_version={cfg.record.dataset_version} was requested")
         _check_resume_matches(root, info, cfg.record.fps, build_features(list(SO101_JOINT_NAMES), cameras), ROBOT_TYPE)
     except DatasetFormatError as exc:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from . import format as fmt
+from .info import DatasetInfo
 from .parquet import episode_table, episode_timestamps, write_table_durably
 from .recovery import remove_uncommitted_episode_files
 from .spool import EpisodeBuffer
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 class CommittedState:
     """The dataset's metadata after a commit; the writer adopts it once it is on disk."""
 
-    info: dict
+    info: DatasetInfo
     episodes: list[dict]
     episodes_stats: list[dict]
     tasks: dict[str, int]
@@ -57,7 +58,6 @@ class V21EpisodeCommit:
         self.root: Path = ds.root
         self.ep: int = ds.num_episodes
         self.n: int = buffer.num_frames
-        self.chunks_size: int = ds.info["chunks_size"]
         self.camera_keys = list(ds._layout.camera_shapes)
         self.staging: Path = ds._staging(buffer)
         self.staged: dict[str, Path] = {}
@@ -76,11 +76,11 @@ class V21EpisodeCommit:
 
     # What recovery asks of a format: which spools are in the dataset, and may one go.
     @staticmethod
-    def find_committed(root: Path, info: dict, buffers: list[EpisodeBuffer]) -> dict[Path, int]:
+    def find_committed(root: Path, info: DatasetInfo, buffers: list[EpisodeBuffer]) -> dict[Path, int]:
         return committed_spools(root, info, buffers)
 
     @staticmethod
-    def release(root: Path, info: dict, ep: int, buffer: EpisodeBuffer, staging: Path) -> None:
+    def release(root: Path, info: DatasetInfo, ep: int, buffer: EpisodeBuffer, staging: Path) -> None:
         release(root, info, ep, buffer, staging)
 
     # ------------------------------------------------------------------ steps
@@ -88,7 +88,7 @@ class V21EpisodeCommit:
     def stage_videos(self) -> None:
         self.staging.mkdir(parents=True, exist_ok=True)
         for key in self.camera_keys:
-            self.staged[fmt.video_relpath(key, self.ep, self.chunks_size)] = self._staged_video(key)
+            self.staged[self.ds.info.video_path(key, self.ep)] = self._staged_video(key)
             self.stats[key] = self.buffer.image_stats(key)  # after the live encode is done: its frames' stats
 
     def _staged_video(self, key: str) -> Path:
@@ -120,7 +120,7 @@ class V21EpisodeCommit:
         table = episode_table(columns, self.ds.features)
         path = self.staging / "data.parquet"
         write_table_durably(table, path)
-        self.staged[fmt.data_relpath(self.ep, self.chunks_size)] = path
+        self.staged[self.ds.info.data_path(self.ep)] = path
         self.stats.update({k: vector_stats(v) for k, v in columns.items()})
         if self.deadline is not None:
             self.deadline()
@@ -145,21 +145,16 @@ class V21EpisodeCommit:
         fmt.write_jsonl_atomic(self.root / fmt.EPISODES_STATS_PATH, self.episodes_stats)
 
     def write_info(self) -> None:
-        ep, info = self.ep, dict(self.ds.info)
-        info["features"] = {k: dict(v) for k, v in self.ds.features.items()}
+        ep, info = self.ep, self.ds.info
+        features = dict(info.features)
         for key in self.camera_keys:
-            if "info" not in info["features"][key]:
-                info["features"][key]["info"] = probe_video_info(self.root / fmt.video_relpath(key, ep, self.chunks_size))
-        info["total_episodes"] = ep + 1
-        info["total_frames"] = self.ds.num_frames + self.n
-        info["total_tasks"] = len(self.tasks)
-        info["total_videos"] = (ep + 1) * len(self.camera_keys)
-        info["total_chunks"] = fmt.episode_chunk(ep, self.chunks_size) + 1
-        info["splits"] = {"train": f"0:{ep + 1}"}
+            if features[key].info is None:  # the block comes from the first encoded video
+                features[key] = replace(features[key], info=probe_video_info(self.root / info.video_path(key, ep)))
+        info = info.with_features(features).with_totals(ep + 1, self.ds.num_frames + self.n, len(self.tasks))
         try:
-            fmt.write_json_atomic(self.root / fmt.INFO_PATH, info)
+            info.write(self.root)
         except OSError:
-            if _on_disk(self.root / fmt.INFO_PATH) != info:  # e.g. renamed in, then the directory fsync failed
+            if _on_disk(self.root / fmt.INFO_PATH) != info.to_json():  # e.g. renamed in, then the directory fsync failed
                 raise
         self.result = CommittedState(info, self.episodes, self.episodes_stats, self.tasks)
 
@@ -174,19 +169,18 @@ def _on_disk(path: Path):
 # ---------------------------------------------------------------------- is a spool in the dataset?
 
 
-def holds_spool(root: Path, info: dict, ep: int, buffer: EpisodeBuffer) -> bool:
+def holds_spool(root: Path, info: DatasetInfo, ep: int, buffer: EpisodeBuffer) -> bool:
     """Episode `ep` is committed and holds exactly `buffer`'s frames: the count, the recorded values, every file."""
-    if not 0 <= ep < info["total_episodes"]:
+    if not 0 <= ep < info.total_episodes:
         return False
-    chunks = info["chunks_size"]
-    path = root / fmt.data_relpath(ep, chunks)
+    path = root / info.data_path(ep)
     if not path.exists() or pq.read_metadata(path).num_rows != buffer.num_frames:
         return False
     committed = pq.read_table(path, columns=list(buffer.layout.vector_shapes))
     vectors, _ = buffer.read_vectors()
     if not all(np.array_equal(np.array(committed.column(k).to_pylist(), dtype=np.float32), v) for k, v in vectors.items()):
         return False
-    if not all((root / fmt.video_relpath(k, ep, chunks)).exists() for k in buffer.layout.camera_shapes):
+    if not all((root / info.video_path(k, ep)).exists() for k in buffer.layout.camera_shapes):
         return False
     # Pixels: the committed image stats were computed from these very spool frames (joints alone
     # can repeat, e.g. an arm standing still), so equal stats tell the cameras' content apart too.
@@ -196,13 +190,13 @@ def holds_spool(root: Path, info: dict, ep: int, buffer: EpisodeBuffer) -> bool:
     return all(same_image_stats(row["stats"].get(key), buffer.image_stats(key)) for key in buffer.layout.camera_shapes)
 
 
-def committed_spools(root: Path, info: dict, buffers: list[EpisodeBuffer]) -> dict[Path, int]:
+def committed_spools(root: Path, info: DatasetInfo, buffers: list[EpisodeBuffer]) -> dict[Path, int]:
     """{spool path: episode} for the spools (in recording order) the dataset verifiably holds.
 
     Spools are committed in order as the dataset's next episode, so those already in it are the
     last episodes, in the same order: matched walking both backwards, one comparison per spool.
     """
-    found, ep = {}, info["total_episodes"] - 1
+    found, ep = {}, info.total_episodes - 1
     for buffer in reversed(buffers):
         if ep >= 0 and buffer.num_frames > 0 and holds_spool(root, info, ep, buffer):
             found[buffer.path] = ep
@@ -210,7 +204,7 @@ def committed_spools(root: Path, info: dict, buffers: list[EpisodeBuffer]) -> di
     return found
 
 
-def release(root: Path, info: dict, ep: int, buffer: EpisodeBuffer, staging: Path) -> None:
+def release(root: Path, info: DatasetInfo, ep: int, buffer: EpisodeBuffer, staging: Path) -> None:
     """Delete a spool, only once episode `ep` verifiably holds its frames."""
     if not holds_spool(root, info, ep, buffer):
         raise RuntimeError(f"episode {ep} does not hold the frames of {buffer.path}; the spool is kept")

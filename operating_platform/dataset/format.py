@@ -3,7 +3,8 @@ versions exist and which one new datasets get is here).
 
 Everything that knows a path template, a metadata file name, a feature's dtype or
 how JSON metadata is written atomically lives here, so the writer, the validator
-and the training reader cannot drift apart. See ../shared/DESIGN.md ("The dataset").
+and the training reader cannot drift apart; meta/info.json itself is the typed
+`DatasetInfo` of info.py. See ../shared/DESIGN.md ("The dataset").
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ DEFAULT_CRF = 30
 
 
 class DatasetFormatError(ValueError):
-    """A dataset on disk (or a request to create/resume one) breaks the v2.1 contract."""
+    """A dataset on disk (or a request to create/resume one) breaks the LeRobot v2.1 or v3.0 contract."""
 
 
 # --------------------------------------------------------------------------- features
@@ -85,31 +86,6 @@ def build_features(
     return features
 
 
-def video_keys(features: dict[str, dict]) -> list[str]:
-    return [k for k, ft in features.items() if ft["dtype"] == "video"]
-
-
-def vector_keys(features: dict[str, dict]) -> list[str]:
-    """User-provided numeric features (action, state, ...): everything but videos and bookkeeping."""
-    return [
-        k
-        for k, ft in features.items()
-        if ft["dtype"] not in ("video", "image", "string") and k not in DEFAULT_FEATURES
-    ]
-
-
-def feature_signature(features: dict[str, dict]) -> dict[str, tuple]:
-    """What must match to append to an existing dataset (ignores the video `info` block)."""
-    return {k: (ft["dtype"], tuple(ft["shape"]), _names(ft)) for k, ft in features.items()}
-
-
-def _names(ft: dict) -> tuple | None:
-    names = ft.get("names")
-    if isinstance(names, dict):  # LeRobot also allows {"motors": [...]}
-        return tuple((k, tuple(v)) for k, v in names.items())
-    return tuple(names) if names is not None else None
-
-
 # --------------------------------------------------------------------------- paths
 
 
@@ -117,39 +93,26 @@ def episode_chunk(episode_index: int, chunks_size: int = DEFAULT_CHUNK_SIZE) -> 
     return episode_index // chunks_size
 
 
-def data_relpath(episode_index: int, chunks_size: int = DEFAULT_CHUNK_SIZE) -> str:
-    return DATA_PATH.format(
-        episode_chunk=episode_chunk(episode_index, chunks_size), episode_index=episode_index
-    )
+def data_relpath(episode_index: int, chunks_size: int = DEFAULT_CHUNK_SIZE, template: str = DATA_PATH) -> str:
+    return template.format(episode_chunk=episode_chunk(episode_index, chunks_size), episode_index=episode_index)
 
 
-def video_relpath(video_key: str, episode_index: int, chunks_size: int = DEFAULT_CHUNK_SIZE) -> str:
-    return VIDEO_PATH.format(
+def video_relpath(video_key: str, episode_index: int, chunks_size: int = DEFAULT_CHUNK_SIZE,
+                  template: str = VIDEO_PATH) -> str:
+    return template.format(
         episode_chunk=episode_chunk(episode_index, chunks_size),
         video_key=video_key,
         episode_index=episode_index,
     )
 
 
-def new_info(fps: int, features: dict, robot_type: str | None, chunks_size: int = DEFAULT_CHUNK_SIZE) -> dict:
-    return {
-        "codebase_version": CODEBASE_VERSION,
-        "robot_type": robot_type,
-        "total_episodes": 0,
-        "total_frames": 0,
-        "total_tasks": 0,
-        "total_videos": 0,
-        "total_chunks": 0,
-        "chunks_size": chunks_size,
-        "fps": int(fps),
-        "splits": {},
-        "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH if video_keys(features) else None,
-        "features": features,
-    }
+# --------------------------------------------------------------------------- durable files
 
 
-# --------------------------------------------------------------------------- metadata I/O
+def fsync_file(path: Path) -> None:
+    """Make a file written (and closed) by someone else survive power loss before it is renamed in."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def fsync_dir(path: Path) -> None:
@@ -216,21 +179,3 @@ def check_codebase_version(version: str, where: str = "dataset_version") -> str:
     if version not in CODEBASE_VERSIONS:
         raise DatasetFormatError(f"{where}: {version!r} is not a supported LeRobot format (choose one of {', '.join(CODEBASE_VERSIONS)})")
     return version
-
-
-def read_info_any(root: Path | str) -> dict:
-    """info.json of a dataset in any supported version (callers dispatch on codebase_version)."""
-    path = Path(root) / INFO_PATH
-    if not path.exists():
-        raise DatasetFormatError(f"{path}: missing (not a LeRobot dataset root?)")
-    return read_json(path)
-
-
-def load_info(root: Path | str, version: str = CODEBASE_VERSION) -> dict:
-    path = Path(root) / INFO_PATH
-    info = read_info_any(root)
-    if info.get("codebase_version") != version:
-        raise DatasetFormatError(
-            f"{path}: codebase_version is {info.get('codebase_version')!r}, expected {version!r}"
-        )
-    return info

@@ -8,12 +8,15 @@ embedded in the schema metadata, as files written by LeRobot carry it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .format import fsync_file
+from .info import Feature, parquet_columns
 
 # The scalar of each feature dtype a LeRobot parquet column holds (ours write float32, int64, bool).
 ARROW_SCALARS = {
@@ -26,40 +29,39 @@ ARROW_SCALARS = {
 }
 
 
-def arrow_type(ft: dict) -> pa.DataType | None:
+def arrow_type(ft: Feature) -> pa.DataType | None:
     """A feature's parquet type: its scalar for shape [1], a fixed-size list of it for any other
-    shape (flattened); None for a dtype no column holds (video, image) or a malformed feature."""
-    scalar = ARROW_SCALARS.get(ft.get("dtype")) if isinstance(ft.get("dtype"), str) else None
-    shape = ft.get("shape")
-    if scalar is None or not (isinstance(shape, (list, tuple)) and shape and all(isinstance(d, int) and d > 0 for d in shape)):
+    shape (flattened); None for a dtype no column holds (video, image) or none LeRobot stores."""
+    scalar = ARROW_SCALARS.get(ft.dtype)
+    if scalar is None:
         return None
-    return scalar if list(shape) == [1] else pa.list_(scalar, int(np.prod(shape)))
+    return scalar if ft.shape == (1,) else pa.list_(scalar, ft.width)
 
 
 def episode_timestamps(num_frames: int, fps: int) -> np.ndarray:
     return (np.arange(num_frames, dtype=np.float64) / fps).astype(np.float32)
 
 
-def _column(key: str, values: np.ndarray, ft: dict) -> pa.Array:
+def _column(key: str, values: np.ndarray, ft: Feature) -> pa.Array:
     column_type = arrow_type(ft)
     if column_type is None:
-        raise ValueError(f"feature {key!r} ({ft.get('dtype')} {ft.get('shape')}) has no parquet column type")
+        raise ValueError(f"feature {key!r} ({ft.dtype} {list(ft.shape)}) has no parquet column type")
     if pa.types.is_fixed_size_list(column_type):
         flat = pa.array(np.asarray(values).reshape(-1), type=column_type.value_type)
         return pa.FixedSizeListArray.from_arrays(flat, type=column_type)
     return pa.array(np.asarray(values).reshape(-1), type=column_type)
 
 
-def _hf_feature(ft: dict) -> dict:
-    value = {"dtype": ft["dtype"], "_type": "Value"}
-    if ft["shape"] == [1]:
+def _hf_feature(ft: Feature) -> dict:
+    value = {"dtype": ft.dtype, "_type": "Value"}
+    if ft.shape == (1,):
         return value
-    return {"feature": value, "length": int(np.prod(ft["shape"])), "_type": "Sequence"}
+    return {"feature": value, "length": ft.width, "_type": "Sequence"}
 
 
-def episode_table(columns: dict[str, np.ndarray], features: dict[str, dict]) -> pa.Table:
-    """`columns` holds every non-video feature; the table keeps the features' order."""
-    names = [k for k, ft in features.items() if ft["dtype"] not in ("video", "image", "string")]
+def episode_table(columns: dict[str, np.ndarray], features: Mapping[str, Feature]) -> pa.Table:
+    """`columns` holds every parquet column of the features; the table keeps the features' order."""
+    names = parquet_columns(features)
     missing = set(names) - set(columns)
     if missing:
         raise ValueError(f"episode table is missing columns {sorted(missing)}")
@@ -72,5 +74,4 @@ def episode_table(columns: dict[str, np.ndarray], features: dict[str, dict]) -> 
 def write_table_durably(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
+    fsync_file(path)

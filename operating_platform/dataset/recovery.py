@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from . import format as fmt
+from .info import DatasetInfo
 from .stats import image_stats, vector_stats
 from .video import iter_video_frames
 
@@ -33,10 +34,10 @@ logger = logging.getLogger(__name__)
 _EPISODE_FILE = re.compile(r"episode_(\d{6})\.(parquet|mp4)$")
 
 
-def repair_dataset(root: Path, info: dict) -> list[str]:
+def repair_dataset(root: Path, info: DatasetInfo) -> list[str]:
     """Returns what was repaired, one line each (also logged)."""
     actions: list[str] = []
-    committed = info["total_episodes"]
+    committed = info.total_episodes
 
     staging = root / fmt.STAGING_DIR
     if staging.exists() and any(staging.iterdir()):
@@ -54,7 +55,7 @@ def repair_dataset(root: Path, info: dict) -> list[str]:
     for rel, keep in (
         (fmt.EPISODES_PATH, lambda r: r["episode_index"] < committed),
         (fmt.EPISODES_STATS_PATH, lambda r: r["episode_index"] < committed),
-        (fmt.TASKS_PATH, lambda r: r["task_index"] < info["total_tasks"]),
+        (fmt.TASKS_PATH, lambda r: r["task_index"] < info.total_tasks),
     ):
         path = root / rel
         rows = fmt.read_jsonl(path)
@@ -69,10 +70,10 @@ def repair_dataset(root: Path, info: dict) -> list[str]:
     return actions
 
 
-def repair_metadata_rows(root: Path, info: dict) -> list[str]:
+def repair_metadata_rows(root: Path, info: DatasetInfo) -> list[str]:
     """One row per committed episode in episodes.jsonl and episodes_stats.jsonl, one per task in tasks.jsonl."""
     actions: list[str] = []
-    committed, chunks = info["total_episodes"], info["chunks_size"]
+    committed = info.total_episodes
     task_rows = fmt.read_jsonl(root / fmt.TASKS_PATH)
     unique_tasks = list({(r["task_index"], r["task"]): r for r in task_rows}.values())
     if len(unique_tasks) != len(task_rows):
@@ -82,7 +83,7 @@ def repair_metadata_rows(root: Path, info: dict) -> list[str]:
 
     lengths = {}
     for ep in range(committed):
-        path = root / fmt.data_relpath(ep, chunks)
+        path = root / info.data_path(ep)
         lengths[ep] = pq.read_metadata(path).num_rows if path.exists() else None
 
     def row_length(rel: str, row: dict) -> int | None:
@@ -122,17 +123,17 @@ def repair_metadata_rows(root: Path, info: dict) -> list[str]:
     return actions
 
 
-def _episode_row(root: Path, info: dict, ep: int, tasks: dict[int, str]) -> dict:
-    table = pq.read_table(root / fmt.data_relpath(ep, info["chunks_size"]), columns=["task_index"])
+def _episode_row(root: Path, info: DatasetInfo, ep: int, tasks: dict[int, str]) -> dict:
+    table = pq.read_table(root / info.data_path(ep), columns=["task_index"])
     order = list(dict.fromkeys(table.column("task_index").to_pylist()))
     return {"episode_index": ep, "tasks": [tasks[i] for i in order], "length": table.num_rows}
 
 
-def _stats_row(root: Path, info: dict, ep: int, tasks: dict[int, str]) -> dict:
-    table = pq.read_table(root / fmt.data_relpath(ep, info["chunks_size"]))
+def _stats_row(root: Path, info: DatasetInfo, ep: int, tasks: dict[int, str]) -> dict:
+    table = pq.read_table(root / info.data_path(ep))
     stats = {name: vector_stats(np.array(table.column(name).to_pylist())) for name in table.column_names}
-    for key in fmt.video_keys(info["features"]):
-        with closing(iter_video_frames(root / fmt.video_relpath(key, ep, info["chunks_size"]))) as frames:
+    for key in info.video_keys:
+        with closing(iter_video_frames(root / info.video_path(key, ep))) as frames:
             stats[key] = image_stats(_ForwardReader(frames).frame, table.num_rows)
     return {"episode_index": ep, "stats": stats}
 

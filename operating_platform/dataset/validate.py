@@ -22,6 +22,10 @@ import pyarrow.parquet as pq
 
 from . import format as fmt
 from .commit import committed_spools
+from .info import (
+    DatasetInfo, Feature, feature_problems, field_problems, is_json_type, parquet_columns, stats_keys, type_problems,
+    video_keys,
+)
 from .parquet import ARROW_SCALARS, arrow_type
 from .spool import ENDED_MARKER, load_spooled_episode, spooled_episode_dirs
 from .video import VideoProbe, probe_video
@@ -49,21 +53,6 @@ _VIDEO_INFO_TYPES: dict[str, tuple[type, ...]] = {
     "video.pix_fmt": (str,),
     "video.is_depth_map": (bool,),
     "has_audio": (bool,),
-}
-_INFO_TYPES: dict[str, tuple[type, ...]] = {
-    "codebase_version": (str,),
-    "robot_type": (str, type(None)),
-    "fps": (int,),
-    "chunks_size": (int,),
-    "data_path": (str,),
-    "video_path": (str, type(None)),
-    "total_episodes": (int,),
-    "total_frames": (int,),
-    "total_tasks": (int,),
-    "total_videos": (int,),
-    "total_chunks": (int,),
-    "splits": (dict,),
-    "features": (dict,),
 }
 
 
@@ -223,7 +212,8 @@ class _Validator:
         self.ref = reference
         self.checks: list[Check] = []
         self.info: dict | None = None
-        self.features: dict[str, dict] = {}
+        self.features: dict[str, dict] = {}  # as in info.json, each checked by info.features
+        self.typed: dict[str, Feature] = {}  # those well formed: what the parquet and video checks expect
         self.fps: int | None = None
         self.chunks_size = fmt.DEFAULT_CHUNK_SIZE
         self.episodes: list[_Episode] = []
@@ -274,16 +264,15 @@ class _Validator:
 
     @property
     def _numeric_features(self) -> list[str]:
-        return [k for k, ft in self.features.items() if isinstance(ft, dict) and ft.get("dtype") != "string"]
+        return stats_keys(self.typed)
 
     @property
     def _column_features(self) -> list[str]:
-        return [k for k, ft in self.features.items()
-                if isinstance(ft, dict) and ft.get("dtype") not in ("video", "image")]
+        return parquet_columns(self.typed)
 
     @property
     def _video_keys(self) -> list[str]:
-        return [k for k, ft in self.features.items() if isinstance(ft, dict) and ft.get("dtype") == "video"]
+        return video_keys(self.typed)
 
     # ---------------------------------------------------------------- directories
 
@@ -319,6 +308,7 @@ class _Validator:
         self.info = info
         features = info.get("features")
         self.features = features if isinstance(features, dict) else {}
+        self.typed = {k: Feature.from_json(k, ft) for k, ft in self.features.items() if not feature_problems(k, ft)}
         fps = info.get("fps")
         self.fps = fps if _is_int(fps) and fps > 0 else None
         if _is_int(info.get("chunks_size")) and info["chunks_size"] > 0:
@@ -327,16 +317,7 @@ class _Validator:
 
     def check_info_fields(self) -> None:
         info = self.info
-        problems = _field_problems(info, _INFO_TYPES, f"{fmt.INFO_PATH}:")
-        if info.get("codebase_version", fmt.CODEBASE_VERSION) != fmt.CODEBASE_VERSION:
-            problems.append(f"{fmt.INFO_PATH}: codebase_version is {info['codebase_version']!r}, "
-                            f"expected {fmt.CODEBASE_VERSION!r}")
-        for key in ("fps", "chunks_size"):
-            if _is_int(info.get(key)) and info[key] <= 0:
-                problems.append(f"{fmt.INFO_PATH}: {key} is {info[key]}, expected > 0")
-        for key in ("total_episodes", "total_frames", "total_tasks", "total_videos", "total_chunks"):
-            if _is_int(info.get(key)) and info[key] < 0:
-                problems.append(f"{fmt.INFO_PATH}: {key} is {info[key]}, expected >= 0")
+        problems = field_problems(info, fmt.INFO_PATH, fmt.CODEBASE_VERSION)
         if "data_path" in info and info["data_path"] != fmt.DATA_PATH:
             problems.append(f"{fmt.INFO_PATH}: data_path is {info['data_path']!r}, expected {fmt.DATA_PATH!r}")
         if self._video_keys and info.get("video_path") != fmt.VIDEO_PATH:
@@ -355,13 +336,10 @@ class _Validator:
             problems.append(f"{fmt.INFO_PATH}: 'features' is missing or empty")
         for key, ft in self.features.items():
             where = f"{fmt.INFO_PATH}: feature '{key}'"
-            if not isinstance(ft, dict) or not isinstance(ft.get("dtype"), str):
-                problems.append(f"{where} has no 'dtype'")
+            if key not in self.typed:
+                problems += feature_problems(key, ft)
                 continue
             shape = ft.get("shape")
-            if _shape(ft) is None:
-                problems.append(f"{where}: shape {shape!r} is not a list of positive integers")
-                continue
             if "names" not in ft:
                 problems.append(f"{where} has no 'names'")
             dtype = ft["dtype"]
@@ -406,13 +384,13 @@ class _Validator:
             if not isinstance(block, dict):
                 problems.append(f"{where} block missing")
                 continue
-            problems += _field_problems(block, _VIDEO_INFO_TYPES, f"{where}:")
+            problems += type_problems(block, _VIDEO_INFO_TYPES, where)
             shape = self.features[key].get("shape")
             if isinstance(shape, list) and len(shape) == 3:
                 if (block.get("video.height"), block.get("video.width")) != (shape[0], shape[1]):
                     problems.append(f"{where}: {block.get('video.height')}x{block.get('video.width')} (h x w) "
                                     f"differs from shape {shape}")
-            if self.fps is not None and _isinstance(block.get("video.fps"), (int, float)) and \
+            if self.fps is not None and is_json_type(block.get("video.fps"), (int, float)) and \
                     not math.isclose(block["video.fps"], self.fps):
                 problems.append(f"{where}: video.fps {block['video.fps']} differs from fps {self.fps}")
             if block.get("video.is_depth_map") is True:
@@ -551,7 +529,7 @@ class _Validator:
             for name in want:
                 if name not in ep.table.column_names:
                     continue
-                expected = _expected_arrow_type(self.features[name])
+                expected = _expected_arrow_type(self.typed[name])
                 actual = ep.table.schema.field(name).type
                 if expected is not None and actual != expected:
                     problems.append(f"{rel}: column '{name}' is {actual}, expected {expected}")
@@ -763,7 +741,7 @@ class _Validator:
         }
         for name, value in actual.items():
             # A field of the wrong type is info.video_info's finding; comparing it would report it twice.
-            if _isinstance(block.get(name), _VIDEO_INFO_TYPES[name]) and block[name] != value:
+            if is_json_type(block.get(name), _VIDEO_INFO_TYPES[name]) and block[name] != value:
                 problems.append(f"{rel}: {name} is {value!r} in the file, info.json says {block[name]!r}")
         return problems
 
@@ -858,7 +836,8 @@ class _Validator:
                   if leftovers else [])
         if spooled:
             try:
-                committed = committed_spools(self.root, self.info, [load_spooled_episode(p) for p in spooled])
+                info = DatasetInfo.from_json(self.info, fmt.INFO_PATH, fmt.CODEBASE_VERSION)
+                committed = committed_spools(self.root, info, [load_spooled_episode(p) for p in spooled])
             except Exception:  # noqa: BLE001 - an unreadable spool or dataset: none is verifiably committed
                 committed = {}
             states = {p.name: self._spool_state(p, committed.get(p)) for p in spooled}
@@ -898,7 +877,7 @@ class _Validator:
             elif key not in ref_features:
                 problems.append(f"feature '{key}' is not in the reference")
             else:
-                mine, theirs = _signature(self.features[key]), _signature(ref_features[key])
+                mine, theirs = _signature(key, self.features[key]), _signature(key, ref_features[key])
                 if mine != theirs:
                     problems.append(f"feature '{key}' is {mine}, reference has {theirs}")
                 mine_info = set((self.features[key].get("info") or {}).keys())
@@ -952,29 +931,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _isinstance(value: Any, types: tuple[type, ...]) -> bool:
-    """isinstance, but a JSON true/false is not an int (Python says it is)."""
-    if isinstance(value, bool):
-        return bool in types
-    return isinstance(value, types)
-
-
-def _field_problems(obj: dict, spec: dict[str, tuple[type, ...]], where: str) -> list[str]:
-    """Every field of `spec` present in `obj` with one of its JSON types."""
-    problems = []
-    for key, types in spec.items():
-        if key not in obj:
-            problems.append(f"{where} field '{key}' missing")
-        elif not _isinstance(obj[key], types):
-            names = "/".join("null" if t is type(None) else t.__name__ for t in types)
-            problems.append(f"{where} field '{key}' is {obj[key]!r} ({type(obj[key]).__name__}), expected {names}")
-    return problems
-
-
-def _expected_arrow_type(ft: dict) -> pa.DataType | None:
+def _expected_arrow_type(ft: Feature) -> pa.DataType | None:
     """LeRobot's parquet type of a vector or scalar feature (others are stored otherwise by LeRobot: not checked)."""
-    shape = _shape(ft)
-    return arrow_type(ft) if shape is not None and len(shape) == 1 else None
+    return arrow_type(ft) if len(ft.shape) == 1 else None
 
 
 def _shape(ft: dict) -> tuple[int, ...] | None:
@@ -984,10 +943,10 @@ def _shape(ft: dict) -> tuple[int, ...] | None:
     return None
 
 
-def _signature(ft: Any) -> tuple | str:
+def _signature(key: str, ft: Any) -> tuple | str:
     try:
-        return fmt.feature_signature({"_": ft})["_"]
-    except (KeyError, TypeError, AttributeError):  # a malformed feature; info.features reports why
+        return Feature.from_json(key, ft).signature
+    except fmt.DatasetFormatError:  # a malformed feature; info.features reports why
         return repr(ft)
 
 

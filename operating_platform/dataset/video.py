@@ -22,7 +22,7 @@ os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner per encoder; ke
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .format import DEFAULT_CRF, DEFAULT_GOP, DEFAULT_PIX_FMT, DEFAULT_VIDEO_CODEC  # noqa: E402
+from .format import DEFAULT_CRF, DEFAULT_GOP, DEFAULT_PIX_FMT, DEFAULT_VIDEO_CODEC, fsync_file  # noqa: E402
 from .scheduling import no_real_time_promotion  # noqa: E402
 
 
@@ -91,8 +91,7 @@ class VideoFileWriter:
     def close(self) -> int:
         self._container.mux(self._stream.encode(None))
         self._container.close()
-        with open(self.path, "rb") as f:
-            os.fsync(f.fileno())
+        fsync_file(self.path)
         return self.frames_written
 
     def abort(self) -> None:

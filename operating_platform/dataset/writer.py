@@ -32,8 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from operating_platform.saving import (
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_MAX_RETRIES,
@@ -47,6 +45,7 @@ from . import format as fmt
 from . import space
 from .format import DatasetFormatError
 from .commit import V21EpisodeCommit
+from .info import DatasetInfo, feature_signature, features_from_json, video_keys
 from .recovery import repair_dataset
 from .spool import EpisodeBuffer, SpoolLayout, SpoolWriteError, load_spooled_episode, spooled_episode_dirs
 from .video import EncoderThread, VideoEncoding
@@ -88,7 +87,7 @@ class LeRobotDataset:
     def __init__(
         self,
         root: Path,
-        info: dict,
+        info: DatasetInfo,
         *,
         repo_id: str | None = None,
         use_async_saver: bool = True,
@@ -116,7 +115,7 @@ class LeRobotDataset:
         self._episodes_stats = fmt.read_jsonl(self.root / fmt.EPISODES_STATS_PATH)
         self._tasks = {row["task"]: row["task_index"] for row in fmt.read_jsonl(self.root / fmt.TASKS_PATH)}
         self._awaiting_batch: list[EpisodeBuffer] = []
-        self._next_index = info["total_episodes"]  # advanced per hand-over; held episodes keep theirs
+        self._next_index = info.total_episodes  # advanced per hand-over; held episodes keep theirs
         self.saving_stopped: str | None = None  # why nothing more is committed this session
         self.held_episodes: list[EpisodeBuffer] = []  # sealed, waiting in the spool for the next open
         self.incomplete_episodes: list[EpisodeBuffer] = []  # a write failed mid-episode: partial spools
@@ -125,11 +124,11 @@ class LeRobotDataset:
         self._space_estimate: tuple[int, space.SpaceEstimate] | None = None
         self.episode_buffer: EpisodeBuffer | None = None
         self._live_encoder_threads: dict[str, EncoderThread] = {}
-        if video_keys := fmt.video_keys(self.features):
+        if cameras := info.video_keys:
             encoding.check_available()
         self._layout = SpoolLayout(
-            vector_shapes={k: int(np.prod(self.features[k]["shape"])) for k in fmt.vector_keys(self.features)},
-            camera_shapes={k: tuple(self.features[k]["shape"]) for k in video_keys},
+            vector_shapes={k: self.features[k].width for k in info.vector_keys},
+            camera_shapes={k: self.features[k].shape for k in cameras},
         )
         self._reserve = space.SpaceReserve(self.root / fmt.SPOOL_DIR / space.RESERVE_FILE,
                                            space.reserve_bytes(self.space_estimate(), self.fps))
@@ -170,14 +169,16 @@ class LeRobotDataset:
         if root.exists() and any(root.iterdir()):
             raise FileExistsError(f"{root} exists and is not empty; choose another root")
         features = {**features, **{k: dict(v) for k, v in fmt.DEFAULT_FEATURES.items() if k not in features}}
+        if strings := [k for k, ft in features_from_json(features, "create: features").items() if ft.dtype == "string"]:
+            raise DatasetFormatError(f"create: string features {strings} cannot be recorded (frames hold numbers and images)")
         if codebase_version == fmt.V30:  # per-episode commits into a hidden store, packed into v3.0 files
             from .v30.recording import create_v30
 
             return create_v30(cls, repo_id, root, fps, features, robot_type, chunks_size, use_async_saver,
                               vcodec=vcodec, batch_encoding_size=batch_encoding_size, **options)
-        info = fmt.new_info(fps, features, robot_type, chunks_size)
+        info = DatasetInfo.new(fmt.CODEBASE_VERSION, fps, features, robot_type, chunks_size)
         root.mkdir(parents=True, exist_ok=True)
-        fmt.write_json_atomic(root / fmt.INFO_PATH, info)
+        info.write(root)
         return cls(root, info, repo_id=repo_id, encoding=_pop_encoding(options, vcodec),
                    use_async_saver=use_async_saver, batch_encoding_size=batch_encoding_size, **options)
 
@@ -204,7 +205,8 @@ class LeRobotDataset:
         `codebase_version`, when given, must be the dataset's.
         """
         root = Path(root)
-        on_disk = fmt.read_info_any(root).get("codebase_version")
+        info = DatasetInfo.load(root)
+        on_disk = info.codebase_version
         if codebase_version is not None and codebase_version != on_disk:
             fmt.check_codebase_version(codebase_version, "open: codebase_version")
             raise DatasetFormatError(
@@ -217,7 +219,6 @@ class LeRobotDataset:
             return open_v30(cls, root, repo_id=repo_id, fps=fps, features=features, robot_type=robot_type,
                             use_async_saver=use_async_saver, batch_encoding_size=batch_encoding_size, vcodec=vcodec,
                             recover_partial=recover_partial, **options)
-        info = fmt.load_info(root)
         _check_resume_matches(root, info, fps, features, robot_type)
         repair_dataset(root, info)
         ds = cls(root, info, repo_id=repo_id, encoding=_pop_encoding(options, vcodec), use_async_saver=False,
@@ -234,25 +235,25 @@ class LeRobotDataset:
     # ------------------------------------------------------------------ properties
 
     @property
-    def meta(self) -> dict:
+    def meta(self) -> DatasetInfo:
         return self.info
 
     @property
     def features(self) -> dict:
-        return self.info["features"]
+        return self.info.features
 
     @property
     def fps(self) -> int:
-        return self.info["fps"]
+        return self.info.fps
 
     @property
     def num_episodes(self) -> int:
         """Episodes committed to disk."""
-        return self.info["total_episodes"]
+        return self.info.total_episodes
 
     @property
     def num_frames(self) -> int:
-        return self.info["total_frames"]
+        return self.info.total_frames
 
     @property
     def next_episode_index(self) -> int:
@@ -612,16 +613,16 @@ def _pop_encoding(options: dict, vcodec: str) -> VideoEncoding:
     return VideoEncoding(vcodec=vcodec, **fields)
 
 
-def _check_resume_matches(root: Path, info: dict, fps, features, robot_type) -> None:
+def _check_resume_matches(root: Path, info: DatasetInfo, fps, features, robot_type) -> None:
     problems = []
-    if fps is not None and int(fps) != info["fps"]:
-        problems.append(f"fps differs (dataset {info['fps']}, requested {fps})")
-    if robot_type is not None and robot_type != info.get("robot_type"):
-        problems.append(f"robot_type differs (dataset {info.get('robot_type')!r}, requested {robot_type!r})")
+    if fps is not None and int(fps) != info.fps:
+        problems.append(f"fps differs (dataset {info.fps}, requested {fps})")
+    if robot_type is not None and robot_type != info.robot_type:
+        problems.append(f"robot_type differs (dataset {info.robot_type!r}, requested {robot_type!r})")
     if features is not None:
-        have = fmt.feature_signature(info["features"])
-        want = fmt.feature_signature({**features, **fmt.DEFAULT_FEATURES})
-        cams_have, cams_want = set(fmt.video_keys(info["features"])), set(fmt.video_keys(features))
+        requested = features_from_json({**features, **fmt.DEFAULT_FEATURES}, "requested features")
+        have, want = feature_signature(info.features), feature_signature(requested)
+        cams_have, cams_want = set(info.video_keys), set(video_keys(requested))
         if cams_have != cams_want:
             problems.append(f"cameras differ (dataset {sorted(cams_have)}, requested {sorted(cams_want)})")
         for key in sorted(set(have) | set(want)):

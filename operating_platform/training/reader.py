@@ -24,18 +24,14 @@ import pyarrow.parquet as pq
 
 from operating_platform.dataset.format import (
     ACTION_KEY,
-    DEFAULT_CHUNK_SIZE,
     EPISODES_PATH,
+    INFO_PATH,
     STATE_KEY,
     TASKS_PATH,
-    V30,
     DatasetFormatError,
-    read_info_any,
     read_jsonl,
-    vector_keys,
-    video_keys,
 )
-
+from operating_platform.dataset.info import DatasetInfo, Feature
 from operating_platform.dataset.v30 import layout as v30
 
 from .video_frames import VideoFrameReader
@@ -78,23 +74,19 @@ class LeRobotReader:
         self.root = Path(root)
         self.action_horizon = action_horizon
         self.image_dtype = image_dtype
-        self.info = read_info_any(self.root)
-        self.is_v30 = self.info.get("codebase_version") == V30
-        if self.info.get("codebase_version") not in (V30, "v2.1"):
-            raise DatasetFormatError(f"{self.root / 'meta/info.json'}: codebase_version "
-                                     f"{self.info.get('codebase_version')!r} is neither v2.1 nor v3.0")
-        self.features: dict[str, dict] = self.info["features"]
-        self.fps = int(self.info["fps"])
-        self.chunks_size = int(self.info.get("chunks_size", DEFAULT_CHUNK_SIZE))
+        self.info = DatasetInfo.load(self.root)  # v2.1 or v3.0
+        self.is_v30 = self.info.is_v30
+        self.features: dict[str, Feature] = self.info.features
+        self.fps = self.info.fps
         for key in (STATE_KEY, ACTION_KEY):
             if key not in self.features:
-                raise DatasetFormatError(f"{self.root / 'meta/info.json'}: feature {key!r} is missing")
-        all_cameras = video_keys(self.features)
+                raise DatasetFormatError(f"{self.root / INFO_PATH}: feature {key!r} is missing")
+        all_cameras = self.info.video_keys
         unknown = sorted(set(camera_keys or []) - set(all_cameras))
         if unknown:
             raise ValueError(f"LeRobotReader: cameras {unknown} are not in {self.root} (it has {all_cameras})")
         self.camera_keys = list(all_cameras if camera_keys is None else camera_keys)
-        self.vector_keys = vector_keys(self.features)
+        self.vector_keys = self.info.vector_keys
         self._frames = VideoFrameReader(tolerance_s, max_open_videos)
         self._load_metadata()
         self._load_tables()
@@ -133,8 +125,8 @@ class LeRobotReader:
                     f"{path}: {len(table)} rows but {EPISODES_PATH} says episode {ep_index} has length {ep['length']}"
                 )
             for key in columns:
-                ft = self.features.get(key, {"shape": [1]})
-                columns[key].append(_column_array(table, key, list(ft["shape"]), path))
+                shape = list(self.features[key].shape) if key in self.features else [1]
+                columns[key].append(_column_array(table, key, shape, path))
             lengths.append(len(table))
         data = {k: np.concatenate(v) for k, v in columns.items()}
         self._vectors = {k: data[k].astype(np.float32, copy=False) for k in self.vector_keys}
@@ -158,7 +150,7 @@ class LeRobotReader:
         """Identity of the data (not of its location): features, fps, episodes and tasks."""
         desc = {
             "fps": self.fps,
-            "features": {k: [ft["dtype"], ft["shape"]] for k, ft in self.features.items()},
+            "features": {k: [ft.dtype, list(ft.shape)] for k, ft in self.features.items()},
             "episodes": [[e["episode_index"], e["length"], e.get("tasks")] for e in self.episodes],
             "tasks": sorted(self.tasks.items()),
             "cameras": self.camera_keys,
@@ -171,20 +163,15 @@ class LeRobotReader:
 
     def _data_path(self, ep: dict) -> Path:
         if self.is_v30:
-            return self.root / self.info["data_path"].format(chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"])
-        ep_index = int(ep["episode_index"])
-        return self.root / self.info["data_path"].format(episode_chunk=ep_index // self.chunks_size, episode_index=ep_index)
+            return self.root / self.info.data_path(chunk=ep["data/chunk_index"], file=ep["data/file_index"])
+        return self.root / self.info.data_path(int(ep["episode_index"]))
 
     def video_path(self, camera_key: str, row: int) -> Path:
         if self.is_v30:
             ep = self.episodes[int(self._row_episode[row])]
             chunk_col, file_col, _, _ = v30.video_columns(camera_key)
-            return self.root / self.info["video_path"].format(
-                video_key=camera_key, chunk_index=ep[chunk_col], file_index=ep[file_col])
-        ep_index = int(self._episode_index[row])
-        return self.root / self.info["video_path"].format(
-            episode_chunk=ep_index // self.chunks_size, video_key=camera_key, episode_index=ep_index
-        )
+            return self.root / self.info.video_path(camera_key, chunk=ep[chunk_col], file=ep[file_col])
+        return self.root / self.info.video_path(camera_key, int(self._episode_index[row]))
 
     def video_time(self, camera_key: str, row: int) -> float:
         """Where frame `row` sits in its video file: its timestamp, after the episode's segment start in v3.0."""

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import format as fmt
+from ..info import DatasetInfo, Feature
 from ..parquet import episode_table, write_table_durably
 from . import layout
 from .pack import pack, store_root
@@ -38,9 +39,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def v21_to_v30(src: Path, dst: Path, *, data_files_size_in_mb: float = layout.DEFAULT_DATA_FILE_SIZE_IN_MB,
-               video_files_size_in_mb: float = layout.DEFAULT_VIDEO_FILE_SIZE_IN_MB) -> dict:
+               video_files_size_in_mb: float = layout.DEFAULT_VIDEO_FILE_SIZE_IN_MB) -> DatasetInfo:
     src, dst = Path(src), Path(dst)
-    info = fmt.load_info(src)
+    info = DatasetInfo.load(src, fmt.CODEBASE_VERSION)
     _check_destination(dst)
     store = store_root(dst)
     for sub in ("data", "videos"):
@@ -50,37 +51,36 @@ def v21_to_v30(src: Path, dst: Path, *, data_files_size_in_mb: float = layout.DE
     (store / "meta").mkdir(parents=True, exist_ok=True)
     for rel in (fmt.EPISODES_PATH, fmt.EPISODES_STATS_PATH, fmt.TASKS_PATH, fmt.INFO_PATH):
         shutil.copy2(src / rel, store / rel)  # the store's info.json last: it is the store's commit point
-    new = layout.new_info(info["fps"], info["features"], info.get("robot_type"), info["chunks_size"],
-                          data_files_size_in_mb, video_files_size_in_mb)
-    fmt.write_json_atomic(dst / fmt.INFO_PATH, new)
+    DatasetInfo.new(layout.CODEBASE_VERSION, info.fps, info.features, info.robot_type, info.chunks_size,
+                    data_files_size_in_mb, video_files_size_in_mb).write(dst)
     pack(dst)
     shutil.rmtree(store)  # everything is packed; a later open seeds a fresh store
-    return layout.load_info(dst)
+    return DatasetInfo.load(dst, layout.CODEBASE_VERSION)
 
 
-def v30_to_v21(src: Path, dst: Path) -> dict:
+def v30_to_v21(src: Path, dst: Path) -> DatasetInfo:
     src, dst = Path(src), Path(dst)
-    info = layout.load_info(src)
+    info = DatasetInfo.load(src, layout.CODEBASE_VERSION)
     _check_destination(dst)
-    features, fps, chunks_size = info["features"], info["fps"], info["chunks_size"]
+    features, fps = info.features, info.fps
+    out = DatasetInfo.new(fmt.CODEBASE_VERSION, fps, features, info.robot_type, info.chunks_size)
     episodes = layout.read_episodes(src)
     tables: dict[Path, object] = {}
-    columns = [k for k, ft in features.items() if ft["dtype"] not in ("video", "image", "string")]
     frames = 0
     for e in episodes:
         ep = e["episode_index"]
-        path = src / layout.data_relpath(e["data/chunk_index"], e["data/file_index"])
+        path = src / info.data_path(chunk=e["data/chunk_index"], file=e["data/file_index"])
         if path not in tables:
             tables[path] = pq.read_table(path)
         rows = tables[path].filter(pc.equal(tables[path].column("episode_index"), ep))
         if rows.num_rows != e["length"]:
             raise fmt.DatasetFormatError(f"{path}: {rows.num_rows} rows of episode {ep}, its length is {e['length']}")
-        values = {k: _values(rows.column(k), features[k]) for k in columns}
-        write_table_durably(episode_table(values, features), dst / fmt.data_relpath(ep, chunks_size))
-        for key in fmt.video_keys(features):
+        values = {k: _values(rows.column(k), features[k]) for k in info.parquet_columns}
+        write_table_durably(episode_table(values, features), dst / out.data_path(ep))
+        for key in info.video_keys:
             chunk_col, file_col, from_col, _ = layout.video_columns(key)
-            cut_video(src / layout.video_relpath(key, e[chunk_col], e[file_col]), round(e[from_col] * fps), e["length"],
-                      dst / fmt.video_relpath(key, ep, chunks_size), fps)
+            cut_video(src / info.video_path(key, chunk=e[chunk_col], file=e[file_col]), round(e[from_col] * fps),
+                      e["length"], dst / out.video_path(key, ep), fps)
         frames += e["length"]
     tasks = layout.read_tasks(src)
     fmt.write_jsonl_atomic(dst / fmt.TASKS_PATH, [{"task_index": i, "task": t} for i, t in enumerate(tasks)])
@@ -88,28 +88,23 @@ def v30_to_v21(src: Path, dst: Path) -> dict:
                                                       "length": e["length"]} for e in episodes])
     fmt.write_jsonl_atomic(dst / fmt.EPISODES_STATS_PATH, [{"episode_index": e["episode_index"],
                                                             "stats": layout.episode_stats_of(e)} for e in episodes])
-    out = fmt.new_info(fps, features, info.get("robot_type"), chunks_size)
-    n = len(episodes)
-    out.update(total_episodes=n, total_frames=frames, total_tasks=len(tasks),
-               total_videos=n * len(fmt.video_keys(features)),
-               total_chunks=fmt.episode_chunk(n - 1, chunks_size) + 1 if n else 0,
-               splits={"train": f"0:{n}"} if n else {})
-    fmt.write_json_atomic(dst / fmt.INFO_PATH, out)
+    out = out.with_totals(len(episodes), frames, len(tasks))
+    out.write(dst)
     return out
 
 
-def _values(column, ft: dict) -> np.ndarray:
+def _values(column, ft: Feature) -> np.ndarray:
     column = column.combine_chunks()
-    if ft["shape"] == [1] or ft["shape"] == (1,):
+    if ft.shape == (1,):
         return column.to_numpy(zero_copy_only=False)
     flat = column.flatten().to_numpy(zero_copy_only=False)
-    return flat.reshape(len(column), *ft["shape"])
+    return flat.reshape(len(column), *ft.shape)
 
 
-def convert(src: Path | str, dst: Path | str, to: str, **options) -> dict:
+def convert(src: Path | str, dst: Path | str, to: str, **options) -> DatasetInfo:
     """Convert the dataset at `src` into a new one at `dst` in format `to` (v3.0 or v2.1)."""
     fmt.check_codebase_version(to, "--to")
-    have = fmt.read_info_any(src).get("codebase_version")
+    have = DatasetInfo.load(src).codebase_version
     if have == to:
         raise fmt.DatasetFormatError(f"{src} is already a LeRobot {to} dataset")
     return v21_to_v30(Path(src), Path(dst), **options) if to == fmt.V30 else v30_to_v21(Path(src), Path(dst))

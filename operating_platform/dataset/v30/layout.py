@@ -37,42 +37,17 @@ PACK_DIR = ".pack"
 PACK_JOURNAL = "journal.json"
 
 
-def new_info(
-    fps: int,
-    features: dict,
-    robot_type: str | None,
-    chunks_size: int = fmt.DEFAULT_CHUNK_SIZE,
-    data_files_size_in_mb: float = DEFAULT_DATA_FILE_SIZE_IN_MB,
-    video_files_size_in_mb: float = DEFAULT_VIDEO_FILE_SIZE_IN_MB,
-) -> dict:
-    """v2.1's info.json fields, v3.0's paths and file size limits, without total_videos/total_chunks."""
-    info = fmt.new_info(fps, features, robot_type, chunks_size)
-    del info["total_videos"], info["total_chunks"]
-    info.update(
-        codebase_version=CODEBASE_VERSION,
-        data_files_size_in_mb=data_files_size_in_mb,
-        video_files_size_in_mb=video_files_size_in_mb,
-        data_path=DATA_PATH,
-        video_path=VIDEO_PATH if fmt.video_keys(features) else None,
-    )
-    return info
-
-
-def load_info(root: Path | str) -> dict:
-    return fmt.load_info(root, CODEBASE_VERSION)
-
-
 def next_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int, int]:
     """The file after (chunk, file): `chunks_size` files per chunk directory, as LeRobot counts."""
     return (chunk_index + 1, 0) if file_index >= chunks_size - 1 else (chunk_index, file_index + 1)
 
 
-def data_relpath(chunk_index: int, file_index: int) -> str:
-    return DATA_PATH.format(chunk_index=chunk_index, file_index=file_index)
+def data_relpath(chunk_index: int, file_index: int, template: str = DATA_PATH) -> str:
+    return template.format(chunk_index=chunk_index, file_index=file_index)
 
 
-def video_relpath(video_key: str, chunk_index: int, file_index: int) -> str:
-    return VIDEO_PATH.format(video_key=video_key, chunk_index=chunk_index, file_index=file_index)
+def video_relpath(video_key: str, chunk_index: int, file_index: int, template: str = VIDEO_PATH) -> str:
+    return template.format(video_key=video_key, chunk_index=chunk_index, file_index=file_index)
 
 
 def episodes_relpath(chunk_index: int, file_index: int) -> str:

@@ -20,12 +20,14 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import format as fmt
+from ..info import DatasetInfo
 from ..stats import aggregate_stats
 from . import layout
 from .remux import concat_videos
@@ -62,10 +64,9 @@ def pack(root: Path | str) -> PackResult:
     root = Path(root)
     start = time.monotonic()
     finish_interrupted_pack(root)
-    info = layout.load_info(root)
-    store = store_root(root)
-    store_info = fmt.load_info(store)
-    first, end = info["total_episodes"], store_info["total_episodes"]
+    info = DatasetInfo.load(root, layout.CODEBASE_VERSION)
+    store_info = DatasetInfo.load(store_root(root), fmt.CODEBASE_VERSION)
+    first, end = info.total_episodes, store_info.total_episodes
     result = PackResult(0, 0, 0, 0.0)
     if end > first:
         journal = _stage(root, info, store_info, first, end)
@@ -74,7 +75,7 @@ def pack(root: Path | str) -> PackResult:
         _apply(root, journal)
         result.episodes = end - first
         logger.info("packed episodes %d..%d of %s into %d files", first, end - 1, root, result.files_written)
-    drop_packed_from_store(root, layout.load_info(root)["total_episodes"])
+    drop_packed_from_store(root, DatasetInfo.load(root, layout.CODEBASE_VERSION).total_episodes)
     result.seconds = time.monotonic() - start
     return result
 
@@ -85,7 +86,7 @@ def finish_interrupted_pack(root: Path) -> None:
     journal = pack_dir / layout.PACK_JOURNAL
     if journal.exists():
         logger.warning("%s: finishing an interrupted pack", root)
-        _apply(root, fmt.read_json(journal))
+        _apply(root, fmt.read_json(journal), str(journal))
     elif pack_dir.exists():
         shutil.rmtree(pack_dir)
 
@@ -102,13 +103,12 @@ def drop_packed_from_store(root: Path, packed: int) -> None:
 # --------------------------------------------------------------------------- staging
 
 
-def _stage(root: Path, info: dict, store_info: dict, first: int, end: int) -> dict:
+def _stage(root: Path, info: DatasetInfo, store_info: DatasetInfo, first: int, end: int) -> dict:
     store = store_root(root)
     staging = root / layout.PACK_DIR / "staging"
     shutil.rmtree(root / layout.PACK_DIR, ignore_errors=True)
     staging.mkdir(parents=True)
-    chunks_size, fps = info["chunks_size"], info["fps"]
-    store_chunks = store_info["chunks_size"]
+    chunks_size, fps = info.chunks_size, info.fps
     episodes = {r["episode_index"]: r for r in fmt.read_jsonl(store / fmt.EPISODES_PATH) if first <= r["episode_index"] < end}
     ep_stats = {r["episode_index"]: r["stats"] for r in fmt.read_jsonl(store / fmt.EPISODES_STATS_PATH)
                 if first <= r["episode_index"] < end}
@@ -121,11 +121,11 @@ def _stage(root: Path, info: dict, store_info: dict, first: int, end: int) -> di
     rows = {ep: {"episode_index": ep, "tasks": list(episodes[ep]["tasks"]), "length": lengths[ep]} for ep in range(first, end)}
 
     # data
-    data_files = {ep: store / fmt.data_relpath(ep, store_chunks) for ep in range(first, end)}
+    data_files = {ep: store / store_info.data_path(ep) for ep in range(first, end)}
     base = (last["data/chunk_index"], last["data/file_index"]) if last else None
-    frame = info["total_frames"]
-    for target in _assign(root, base, 0, data_files, layout.data_relpath, info["data_files_size_in_mb"], chunks_size, lengths):
-        rel = layout.data_relpath(*target.chunk_file)
+    frame = info.total_frames
+    for target in _assign(root, base, 0, data_files, info.data_path, info.data_files_size_in_mb, chunks_size, lengths):
+        rel = info.data_path(chunk=target.chunk_file[0], file=target.chunk_file[1])
         _write_data_file(target, data_files, staging / rel)
         files.append(rel)
         for ep in target.episodes:
@@ -134,14 +134,14 @@ def _stage(root: Path, info: dict, store_info: dict, first: int, end: int) -> di
             frame += lengths[ep]
 
     # videos
-    for key in fmt.video_keys(store_info["features"]):
-        videos = {ep: store / fmt.video_relpath(key, ep, store_chunks) for ep in range(first, end)}
+    for key in store_info.video_keys:
+        videos = {ep: store / store_info.video_path(key, ep) for ep in range(first, end)}
         chunk_col, file_col, from_col, to_col = layout.video_columns(key)
         base = (last[chunk_col], last[file_col]) if last else None
         base_frames = round(last[to_col] * fps) if last else 0
-        for target in _assign(root, base, base_frames, videos, lambda c, f, key=key: layout.video_relpath(key, c, f),
-                              info["video_files_size_in_mb"], chunks_size, lengths):
-            rel = layout.video_relpath(key, *target.chunk_file)
+        for target in _assign(root, base, base_frames, videos, partial(info.video_path, key),
+                              info.video_files_size_in_mb, chunks_size, lengths):
+            rel = info.video_path(key, chunk=target.chunk_file[0], file=target.chunk_file[1])
             sources = ([(target.base, target.base_frames)] if target.base else []) + [(videos[ep], lengths[ep]) for ep in target.episodes]
             concat_videos(sources, staging / rel, fps)
             files.append(rel)
@@ -160,7 +160,7 @@ def _stage(root: Path, info: dict, store_info: dict, first: int, end: int) -> di
     old_rows: list[dict] = []
     if meta_base is None:
         meta_at = (0, 0)
-    elif (root / layout.episodes_relpath(*meta_base)).stat().st_size >= info["data_files_size_in_mb"] * MB:
+    elif (root / layout.episodes_relpath(*meta_base)).stat().st_size >= info.data_files_size_in_mb * MB:
         meta_at = layout.next_file(*meta_base, chunks_size)
     else:
         meta_at = meta_base
@@ -180,15 +180,8 @@ def _stage(root: Path, info: dict, store_info: dict, first: int, end: int) -> di
     fmt.write_json_atomic(staging / layout.STATS_PATH, stats)
     files.append(layout.STATS_PATH)
 
-    new_info = dict(info)
-    new_info.update(
-        features=store_info["features"],
-        total_episodes=end,
-        total_frames=frame,
-        total_tasks=len(tasks),
-        splits={"train": f"0:{end}"},
-    )
-    journal = {"episodes": [first, end], "files": files, "info": new_info}
+    new_info = info.with_features(store_info.features).with_totals(end, frame, len(tasks))
+    journal = {"episodes": [first, end], "files": files, "info": new_info.to_json()}
     fmt.fsync_dir(staging)
     fmt.write_json_atomic(root / layout.PACK_DIR / layout.PACK_JOURNAL, journal)  # the pack is decided
     return journal
@@ -202,12 +195,12 @@ def _last_episode_row(root: Path) -> dict | None:
     return table.slice(table.num_rows - 1).to_pylist()[0] if table.num_rows else None
 
 
-def _assign(root, base, base_frames, sources: dict[int, Path], relpath, limit_mb, chunks_size, lengths) -> list[_Target]:
+def _assign(root, base, base_frames, sources: dict[int, Path], path_of, limit_mb, chunks_size, lengths) -> list[_Target]:
     """Episodes to shared files in order: extend the last file while it stays under the size limit."""
     targets: list[_Target] = []
     limit = limit_mb * MB
     if base is not None:
-        base_path = root / relpath(*base)
+        base_path = root / path_of(chunk=base[0], file=base[1])
         current = _Target(base, base_path, base_frames, [])
         size = base_path.stat().st_size
     else:
@@ -244,24 +237,19 @@ def _write_data_file(target: _Target, data_files: dict[int, Path], out: Path) ->
     finally:
         if writer is not None:
             writer.close()
-    _fsync(out)
+    fmt.fsync_file(out)
 
 
 def _write_parquet(table: pa.Table, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
-    _fsync(out)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
+    fmt.fsync_file(out)
 
 
 # --------------------------------------------------------------------------- commit
 
 
-def _apply(root: Path, journal: dict) -> None:
+def _apply(root: Path, journal: dict, where: str = layout.PACK_JOURNAL) -> None:
     staging = root / layout.PACK_DIR / "staging"
     for rel in journal["files"]:
         src, dst = staging / rel, root / rel
@@ -269,5 +257,5 @@ def _apply(root: Path, journal: dict) -> None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
             fmt.fsync_dir(dst.parent)
-    fmt.write_json_atomic(root / fmt.INFO_PATH, journal["info"])  # the commit point
+    DatasetInfo.from_json(journal["info"], f"{where}: info", layout.CODEBASE_VERSION).write(root)  # the commit point
     shutil.rmtree(root / layout.PACK_DIR)

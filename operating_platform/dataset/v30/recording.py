@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import format as fmt
+from ..info import DatasetInfo
 from . import layout
 from .pack import PackResult, drop_packed_from_store, finish_interrupted_pack, pack, store_root
 
@@ -88,7 +89,7 @@ def create_v30(writer_cls, repo_id: str, root: Path, fps: int, features: dict, r
     """A new, empty v3.0 dataset at `root` (already checked to be empty)."""
     sizes = {k: options.pop(k) for k in ("data_files_size_in_mb", "video_files_size_in_mb") if k in options}
     root.mkdir(parents=True, exist_ok=True)
-    fmt.write_json_atomic(root / fmt.INFO_PATH, layout.new_info(fps, features, robot_type, chunks_size, **sizes))
+    DatasetInfo.new(layout.CODEBASE_VERSION, fps, features, robot_type, chunks_size, **sizes).write(root)
     return open_v30(writer_cls, root, repo_id=repo_id, use_async_saver=use_async_saver, **options)
 
 
@@ -97,16 +98,16 @@ def open_v30(writer_cls, root: Path, *, use_async_saver: bool = True, **options:
     the store, pack every committed episode. Also opens v3.0 datasets written by others
     (or by our converter): a missing store is seeded from the packed metadata."""
     finish_interrupted_pack(root)
-    info = layout.load_info(root)
+    info = DatasetInfo.load(root, layout.CODEBASE_VERSION)
     store = store_root(root)
     if not (store / fmt.INFO_PATH).exists():
         _seed_store(root, info)
-    elif fmt.load_info(store)["total_episodes"] < info["total_episodes"]:
+    elif DatasetInfo.load(store, fmt.CODEBASE_VERSION).total_episodes < info.total_episodes:
         # Episodes were appended by another writer (LeRobot's own, say): continue after them.
         logger.warning("%s: the dataset has episodes its store never saw; continuing at episode %d",
-                       root, info["total_episodes"])
+                       root, info.total_episodes)
         _seed_store(root, info)
-    drop_packed_from_store(root, info["total_episodes"])
+    drop_packed_from_store(root, info.total_episodes)
     ds = writer_cls.open(store, use_async_saver=False, **options)
     result = pack(root)
     if use_async_saver:
@@ -116,11 +117,10 @@ def open_v30(writer_cls, root: Path, *, use_async_saver: bool = True, **options:
     return out
 
 
-def _seed_store(root: Path, info: dict) -> None:
+def _seed_store(root: Path, info: DatasetInfo) -> None:
     """An empty store continuing the packed dataset: same features, totals and task indices."""
     store = store_root(root)
     tasks = layout.read_tasks(root)
     fmt.write_jsonl_atomic(store / fmt.TASKS_PATH, [{"task_index": i, "task": t} for i, t in enumerate(tasks)])
-    store_info = fmt.new_info(info["fps"], info["features"], info.get("robot_type"), info["chunks_size"])
-    store_info.update(total_episodes=info["total_episodes"], total_frames=info["total_frames"], total_tasks=len(tasks))
-    fmt.write_json_atomic(store / fmt.INFO_PATH, store_info)
+    store_info = DatasetInfo.new(fmt.CODEBASE_VERSION, info.fps, info.features, info.robot_type, info.chunks_size)
+    store_info.with_totals(info.total_episodes, info.total_frames, len(tasks)).write(store)

@@ -7,12 +7,12 @@ timestamps are shifted by the frames before it, in the stream's own time base.
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
+from ..format import fsync_file
 from ..video import VideoEncodeError
 
 
@@ -21,11 +21,6 @@ def _ticks_per_frame(time_base: Fraction, fps: int, where: Path) -> int:
     if ticks.denominator != 1:
         raise VideoEncodeError(f"{where}: time base {time_base} cannot place frames exactly at i/{fps} s")
     return int(ticks)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
 
 
 def concat_videos(sources: list[tuple[Path, int]], out: Path, fps: int) -> None:
@@ -58,7 +53,7 @@ def concat_videos(sources: list[tuple[Path, int]], out: Path, fps: int) -> None:
                 if copied != frames:
                     raise VideoEncodeError(f"{src}: holds {copied} frames, the metadata says {frames}")
                 offset += frames * tpf
-    _fsync(out)
+    fsync_file(out)
 
 
 def cut_video(src: Path, first_frame: int, frames: int, out: Path, fps: int) -> None:
@@ -87,4 +82,4 @@ def cut_video(src: Path, first_frame: int, frames: int, out: Path, fps: int) -> 
             copied += 1
     if copied != frames:
         raise VideoEncodeError(f"{src}: frames {first_frame}..{first_frame + frames - 1} hold {copied} packets, expected {frames}")
-    _fsync(out)
+    fsync_file(out)

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from .. import format as fmt
+from ..info import DatasetInfo, Feature, feature_problems, field_problems
 from ..spool import spooled_episode_dirs
 from ..stats import aggregate_stats
 from ..validate import (
@@ -26,11 +27,6 @@ from ..video import probe_video
 from . import layout
 
 REPAIR_HINT = "left by an interrupted save or pack? LeRobotDataset.open(root) finishes or rolls it back"
-_INFO_FIELDS = {
-    "codebase_version": str, "fps": int, "chunks_size": int, "data_files_size_in_mb": (int, float),
-    "video_files_size_in_mb": (int, float), "data_path": str, "total_episodes": int, "total_frames": int,
-    "total_tasks": int, "splits": dict, "features": dict,
-}
 _EPISODE_COLUMNS = ("episode_index", "tasks", "length", "data/chunk_index", "data/file_index",
                     "dataset_from_index", "dataset_to_index", "meta/episodes/chunk_index", "meta/episodes/file_index")
 
@@ -46,8 +42,8 @@ class _Validator:
     def __init__(self, root: Path):
         self.root = root
         self.checks: list[Check] = []
-        self.info: dict = {}
-        self.features: dict = {}
+        self.info: DatasetInfo | None = None
+        self.features: dict[str, Feature] = {}
         self.episodes: list[dict] = []
         self.tasks: list[str] = []
         self.data: dict[tuple[int, int], dict] = {}  # (chunk, file) -> columns as numpy
@@ -61,14 +57,21 @@ class _Validator:
         return not problems
 
     def run(self) -> None:
+        path = self.root / fmt.INFO_PATH
         try:
-            self.info = layout.load_info(self.root)
-        except (OSError, fmt.DatasetFormatError) as e:
+            raw = fmt.read_json(path)
+            if not isinstance(raw, dict) or raw.get("codebase_version") != layout.CODEBASE_VERSION:
+                raise fmt.DatasetFormatError(field_problems(raw, str(path), layout.CODEBASE_VERSION)[0])
+        except FileNotFoundError:
+            self._add("info.json", GROUP_META, "", [f"{path}: missing (not a LeRobot dataset root?)"])
+            return
+        except (OSError, UnicodeDecodeError, fmt.DatasetFormatError) as e:
             self._add("info.json", GROUP_META, "", [str(e)])
             return
-        self.features = self.info.get("features") or {}
+        if not self.check_info(raw):
+            return  # the other checks read the dataset through a well-formed info.json
         for step, group in (
-            (self.check_info, GROUP_META), (self.check_tasks, GROUP_META), (self.check_episodes, GROUP_META),
+            (self.check_tasks, GROUP_META), (self.check_episodes, GROUP_META),
             (self.check_data, GROUP_PARQUET), (self.check_videos, GROUP_VIDEO), (self.check_stats, GROUP_STATS),
             (self.check_files, GROUP_DIRS), (self.check_working, GROUP_WORKING),
         ):
@@ -76,26 +79,32 @@ class _Validator:
 
     @property
     def video_keys(self) -> list[str]:
-        return fmt.video_keys(self.features)
+        return self.info.video_keys
 
     # ---------------------------------------------------------------- metadata
 
-    def check_info(self) -> None:
-        problems = []
-        for key, types in _INFO_FIELDS.items():
-            if not isinstance(self.info.get(key), types) or isinstance(self.info.get(key), bool):
-                problems.append(f"{fmt.INFO_PATH}: '{key}' is {self.info.get(key)!r}, expected {types}")
-        if self.info.get("data_path") != layout.DATA_PATH:
-            problems.append(f"{fmt.INFO_PATH}: data_path {self.info.get('data_path')!r}, LeRobot uses {layout.DATA_PATH!r}")
-        if self.video_keys and self.info.get("video_path") != layout.VIDEO_PATH:
-            problems.append(f"{fmt.INFO_PATH}: video_path {self.info.get('video_path')!r}, LeRobot uses {layout.VIDEO_PATH!r}")
-        for key in fmt.DEFAULT_FEATURES:
-            if key not in self.features:
-                problems.append(f"{fmt.INFO_PATH}: feature '{key}' is missing")
-        for key in self.video_keys:
-            if not isinstance(self.features[key].get("info"), dict):
-                problems.append(f"{fmt.INFO_PATH}: video feature '{key}' has no info block")
+    def check_info(self, raw: dict) -> bool:
+        """info.fields: every problem of info.json listed; True when it parses as a DatasetInfo."""
+        problems = field_problems(raw, fmt.INFO_PATH, layout.CODEBASE_VERSION)
+        features = raw.get("features") if isinstance(raw.get("features"), dict) else {}
+        problems += [p for key, ft in features.items() for p in feature_problems(key, ft)]
+        try:
+            self.info = DatasetInfo.from_json(raw, fmt.INFO_PATH, layout.CODEBASE_VERSION)
+            self.features = self.info.features
+        except fmt.DatasetFormatError as e:
+            problems += [] if str(e) in problems else [str(e)]
+        if self.info is not None:
+            if self.info.data_path_template != layout.DATA_PATH:
+                problems.append(f"{fmt.INFO_PATH}: data_path {self.info.data_path_template!r}, LeRobot uses {layout.DATA_PATH!r}")
+            if self.video_keys and self.info.video_path_template != layout.VIDEO_PATH:
+                problems.append(f"{fmt.INFO_PATH}: video_path {self.info.video_path_template!r}, "
+                                f"LeRobot uses {layout.VIDEO_PATH!r}")
+            problems += [f"{fmt.INFO_PATH}: feature '{key}' is missing" for key in fmt.DEFAULT_FEATURES
+                         if key not in self.features]
+            problems += [f"{fmt.INFO_PATH}: video feature '{key}' has no info block" for key in self.video_keys
+                         if self.features[key].info is None]
         self._add("info.fields", GROUP_META, "info.json has LeRobot v3.0's fields and paths", problems)
+        return self.info is not None
 
     def check_tasks(self) -> None:
         problems = []
@@ -105,8 +114,8 @@ class _Validator:
                 problems.append(f"{layout.TASKS_PATH} is missing")
         except Exception as e:  # noqa: BLE001
             problems.append(f"{layout.TASKS_PATH}: unreadable ({e})")
-        if not problems and len(self.tasks) != self.info.get("total_tasks"):
-            problems.append(f"{layout.TASKS_PATH} lists {len(self.tasks)} tasks, info.json total_tasks is {self.info.get('total_tasks')}")
+        if not problems and len(self.tasks) != self.info.total_tasks:
+            problems.append(f"{layout.TASKS_PATH} lists {len(self.tasks)} tasks, info.json total_tasks is {self.info.total_tasks}")
         if len(set(self.tasks)) != len(self.tasks):
             problems.append(f"{layout.TASKS_PATH}: a task is listed twice")
         self._add("meta.tasks", GROUP_META, "meta/tasks.parquet lists task_index 0..n-1", problems)
@@ -146,19 +155,19 @@ class _Validator:
             at = e["dataset_to_index"]
         self._add("episodes.continuity", GROUP_META, "dataset_from_index/dataset_to_index run back to back from 0", continuity)
         frames = sum(e["length"] for e in self.episodes)
-        if self.info.get("total_episodes") != len(self.episodes):
-            totals.append(f"info.json total_episodes {self.info.get('total_episodes')}, meta/episodes has {len(self.episodes)} ({REPAIR_HINT})")
-        if self.info.get("total_frames") != frames:
-            totals.append(f"info.json total_frames {self.info.get('total_frames')}, the episodes' lengths sum to {frames}")
-        if self.info.get("splits") != ({"train": f"0:{len(self.episodes)}"} if self.episodes else {}) and self.episodes:
-            totals.append(f"info.json splits {self.info.get('splits')}, expected train 0:{len(self.episodes)}")
+        if self.info.total_episodes != len(self.episodes):
+            totals.append(f"info.json total_episodes {self.info.total_episodes}, meta/episodes has {len(self.episodes)} ({REPAIR_HINT})")
+        if self.info.total_frames != frames:
+            totals.append(f"info.json total_frames {self.info.total_frames}, the episodes' lengths sum to {frames}")
+        if self.info.splits != ({"train": f"0:{len(self.episodes)}"} if self.episodes else {}) and self.episodes:
+            totals.append(f"info.json splits {self.info.splits}, expected train 0:{len(self.episodes)}")
         self._add("totals", GROUP_META, "info.json totals match the episodes", totals)
 
     # ---------------------------------------------------------------- data
 
     def check_data(self) -> None:
         schema, rows = [], []
-        columns = [k for k, ft in self.features.items() if ft.get("dtype") not in ("video", "image")]
+        columns = self.info.parquet_columns
         for path in sorted((self.root / "data").glob("*/*.parquet")):
             rel = path.relative_to(self.root).as_posix()
             try:
@@ -172,10 +181,10 @@ class _Validator:
             key = _chunk_file(rel)
             self.data[key] = {c: _numpy(table.column(c)) for c in columns}
         self._add("parquet.schema", GROUP_PARQUET, "Data parquets are whole and hold every non-video feature", schema)
-        fps = self.info.get("fps") or 1
+        fps = self.info.fps
         total_rows = sum(len(d["index"]) for d in self.data.values())
-        if total_rows != self.info.get("total_frames"):
-            rows.append(f"data/ holds {total_rows} rows, info.json total_frames is {self.info.get('total_frames')}")
+        if total_rows != self.info.total_frames:
+            rows.append(f"data/ holds {total_rows} rows, info.json total_frames is {self.info.total_frames}")
         for e in self.episodes:
             where = f"episode {e['episode_index']}"
             d = self.data.get((e["data/chunk_index"], e["data/file_index"]))
@@ -205,7 +214,7 @@ class _Validator:
         if not self.video_keys:
             return
         frames, timing, info_problems = [], [], []
-        fps = self.info.get("fps") or 1
+        fps = self.info.fps
         probes = {}
         for key in self.video_keys:
             chunk_col, file_col, from_col, to_col = layout.video_columns(key)
@@ -240,7 +249,7 @@ class _Validator:
                         timing.append(f"{where}: frames are not at from_timestamp + i/fps")
                 if abs(end - len(times) / fps) > TIMESTAMP_TOLERANCE_S:
                     frames.append(f"{rel}: holds {len(times)} frames, its episodes' segments end at {end:.4f} s")
-                vinfo = self.features[key].get("info") or {}
+                vinfo = self.features[key].info or {}
                 for field, got in (("video.codec", probe.codec), ("video.pix_fmt", probe.pix_fmt),
                                    ("video.width", probe.width), ("video.height", probe.height)):
                     if field in vinfo and vinfo[field] != got:
@@ -254,7 +263,7 @@ class _Validator:
     def check_stats(self) -> None:
         episodes_problems, global_problems = [], []
         per_episode = []
-        numeric = [k for k, ft in self.features.items() if ft.get("dtype") != "string"]
+        numeric = self.info.stats_keys
         for e in self.episodes:
             stats = layout.episode_stats_of(e)
             per_episode.append(stats)
@@ -264,8 +273,8 @@ class _Validator:
                 if not entry or any(entry.get(s) is None for s in layout.STAT_NAMES):
                     episodes_problems.append(f"{where}: stats of '{key}' missing ({layout.STAT_NAMES})")
                     continue
-                is_image = self.features[key]["dtype"] in ("video", "image")
-                want = (3, 1, 1) if is_image else tuple(self.features[key]["shape"])
+                is_image = self.features[key].dtype in ("video", "image")
+                want = (3, 1, 1) if is_image else self.features[key].shape
                 arrays = {s: np.asarray(entry[s], np.float64) for s in ("min", "max", "mean", "std")}
                 if any(a.shape != want for a in arrays.values()):
                     episodes_problems.append(f"{where}: stats of '{key}' have shape {arrays['mean'].shape}, expected {want}")
@@ -323,7 +332,7 @@ class _Validator:
         if (self.root / layout.PACK_DIR / layout.PACK_JOURNAL).exists():
             self._add("files.pack", GROUP_WORKING, "", [f"an interrupted pack is half applied ({REPAIR_HINT})"])
         try:
-            store_total = fmt.load_info(store)["total_episodes"] if (store / fmt.INFO_PATH).exists() else None
+            store_total = DatasetInfo.load(store, fmt.CODEBASE_VERSION).total_episodes if (store / fmt.INFO_PATH).exists() else None
         except fmt.DatasetFormatError:
             store_total = None
         if store_total is not None and store_total > len(self.episodes):
