@@ -2,6 +2,9 @@
 malformed or out-of-order messages rejected and counted, gaps reported, sync == async format."""
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +51,22 @@ class Stream:
         for i in range(start, start + n):
             images = {c: rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for c, (h, w) in self.layout.cameras.items()}
             self.saver.on_episode(*encode_episode_frame(self._next(), episode, i, self.layout,
-                                                        np.full(6, i, np.float32), np.full(6, -i, np.float32), images, 0))
+                                                        np.full(6, i, np.float32), np.full(6, -i, np.float32), images,
+                                                        time.time_ns()))
+
+    def captured(self, send):
+        """The messages `send` makes, kept back instead of delivered (dropped, or not yet arrived)."""
+        sent = []
+        self.saver.on_episode = lambda v, m: sent.append((v, m))
+        try:
+            send()
+        finally:
+            del self.saver.on_episode
+        return sent
+
+    def deliver(self, messages):
+        for value, metadata in messages:
+            self.saver.on_episode(value, metadata)
 
     def episode(self, episode, n, kind="end"):
         self.control("begin", episode)
@@ -214,7 +232,7 @@ def test_at_stop_the_frames_dora_dropped_come_from_the_recorders_note(tmp_path):
     s.saver.finish("stop")
     info = json.loads((tmp_path / "ds/meta/info.json").read_text())
     assert info["total_frames"] == 6 and s.saver.errors == [] and s.saver.status().frames_from_stop_note == 2
-    assert any("2 frames dora dropped at STOP taken from the recorder's note" in line for line in s.said)
+    assert any("stop: 2 frames the recorder could not hand over taken from its note" in line for line in s.said)
     table = committed_table(tmp_path / "ds", 0)
     assert [row[0] for row in table.column("observation.state").to_pylist()] == [0, 1, 2, 3, 4, 5]
 
@@ -264,3 +282,100 @@ def test_each_saved_episode_timing_is_kept_beside_the_dataset(tmp_path):
     s.control("finish", 1)
     assert read_timing(tmp_path / "ds") == {0: {"episode_index": 0, **slow.to_metadata()}}
     assert read_timing(tmp_path / "ds")[0]["slow"]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def recover(root):
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "recover_episodes.py"), str(root), "--include-partial",
+                          "--vcodec", "libx264"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def states(root, episode):
+    return [row[0] for row in committed_table(root, episode).column("observation.state").to_pylist()]
+
+
+def test_a_hung_saver_that_wakes_to_find_the_recorder_gone_takes_its_note_into_the_partial_episode(tmp_path):
+    root = tmp_path / "ds"
+    s = Stream(root)
+    s.control("begin", 0)
+    sent = s.captured(lambda: s.frames(0, 6))
+    s.deliver(sent[:3])  # then it hung; the recorder had its acknowledgement up to frame 1, and gave up on it
+    write_stop_note(root, sent[2:])
+    s.saver.on_closed("episode")
+    [error] = s.saver.errors
+    assert "in the middle of episode 0 in progress (6 frames)" in error
+    assert f"python scripts/recover_episodes.py {root} --include-partial" in error
+    assert s.saver.status().frames_from_stop_note == 3 and s.saver.status().frames_partial == 6
+    assert any("closed: 3 frames the recorder could not hand over taken from its note" in line for line in s.said)
+    assert not (root / ".spool/recorder_stop").exists()
+    recover(root)
+    assert states(root, 0) == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_recorder_vanishing_without_a_note_leaves_no_error_about_the_note(tmp_path):
+    s = Stream(tmp_path / "ds")
+    s.control("begin", 0)
+    s.frames(0, 2)
+    s.saver.on_closed("episode")
+    [error] = s.saver.errors
+    assert "in the middle of episode 0 in progress (2 frames)" in error
+
+
+def die(s):
+    """What a killed saver leaves on disk: committed episodes, and the episode in progress partial in the spool."""
+    s.saver.ds.set_aside_episode()
+    s.saver.ds.close()
+
+
+@pytest.mark.parametrize("case", ["mid-episode", "begun", "end-first", "discard"])
+def test_recovery_replays_a_dead_savers_note_into_its_partial_episode(tmp_path, case):
+    root = tmp_path / "ds"
+    s = Stream(root, use_async=False)
+    s.episode(0, 3)
+    if case == "mid-episode":  # took frames 0-2 of episode 1, acknowledged 0 only
+        s.control("begin", 1)
+        sent = s.captured(lambda: (s.frames(1, 6), s.control("end", 1), s.control("begin", 2), s.frames(2, 2)))
+        s.deliver(sent[:3])
+        note, expected = sent[1:], {1: [0, 1, 2, 3, 4, 5], 2: [0, 1]}
+    elif case == "begun":  # took begin and frames 0-1 of episode 1, acknowledged none of them
+        sent = s.captured(lambda: (s.control("begin", 1), s.frames(1, 5)))
+        s.deliver(sent[:3])
+        note, expected = sent, {1: [0, 1, 2, 3, 4]}
+    elif case == "end-first":  # took all of episode 1, not its end; episode 2 never reached it
+        s.control("begin", 1)
+        s.frames(1, 3)
+        note = s.captured(lambda: (s.control("end", 1), s.control("begin", 2), s.frames(2, 2)))
+        expected = {1: [0, 1, 2], 2: [0, 1]}
+    else:  # took frames 0-2 of episode 1, which the recorder then discarded and recorded again
+        s.control("begin", 1)
+        s.frames(1, 3)
+        note = s.captured(lambda: (s.frames(1, 1, start=3), s.control("discard", 1), s.control("begin", 1),
+                                   s.frames(1, 2)))
+        expected = {1: [0, 1]}
+    die(s)
+    write_stop_note(root, note)
+    out = recover(root)
+    info = json.loads((root / "meta/info.json").read_text())
+    assert info["total_episodes"] == 1 + len(expected), out
+    assert info["total_frames"] == 3 + sum(map(len, expected.values())), out
+    for episode, frames in expected.items():
+        assert states(root, episode) == frames
+    assert "✗" not in out and not (root / ".spool").exists()
+
+
+def test_recovery_names_the_frames_of_a_note_that_join_no_spooled_episode(tmp_path):
+    root = tmp_path / "ds"
+    s = Stream(root, use_async=False)
+    s.control("begin", 0)
+    sent = s.captured(lambda: s.frames(0, 6))
+    s.deliver(sent[:2])
+    die(s)
+    write_stop_note(root, sent[4:])  # frames 2 and 3 are in no note: frames 4 and 5 cannot follow frame 1
+    out = recover(root)
+    assert "✗ 2 frames of episode 0 in the note have no spooled episode to join" in out
+    assert states(root, 0) == [0, 1]

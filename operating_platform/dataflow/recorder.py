@@ -28,6 +28,7 @@ import logging
 import os
 import time
 from collections import deque
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -55,7 +56,7 @@ from .messages import (
 )
 from .problems import ProblemLog
 from .settings import DEFAULTS, EnvSettings
-from .stop_note import write_stop_note
+from .stop_note import NOTE_DIR, write_stop_note
 from .summary import recorder_line
 from .timing import TIMING_POLICIES, EpisodeClock
 
@@ -317,14 +318,11 @@ class Recorder:
         from now on reaches the saver, which saves the episode in progress on its own STOP."""
         if self.done:
             return
-        unsent = sum(1 for _, _, m, _ in self.outbox if m.get("kind") == "frame")
-        if self.saver.root:  # dora drops what is in flight when the saver's stream ends: hand it over on disk
-            pending = [(v, m) for _, _, v, m in self.in_flight] + [(v, m) for _, v, m, _ in self.outbox]
-            write_stop_note(self.saver.root, pending)
-            unsent = 0  # the saver takes them from the note
+        failed = self._write_note()  # dora drops what is in flight when the saver's stream ends: hand it over on disk
+        unsent = sum(1 for _, _, m, _ in self.outbox if m.get("kind") == "frame") if failed else 0
         if unsent:
             self._error(f"dora stopped the dataflow while {unsent} recorded frames waited for the saver's credits; "
-                        "they are not handed over")
+                        f"they are not handed over ({failed})")
         logger.warning("[recorder] stopped by dora in phase %s: episode %d's %d frames are saved by the saver on "
                        "its STOP; frames sent %d, acknowledged up to message %d of %d", self.phase, self.episode,
                        self.frame_index, self.frames_sent, self.acked_seq, self.seq)
@@ -376,9 +374,13 @@ class Recorder:
         """Nothing can reach a dataset any more: stop at once (no more 'saved' episodes nobody keeps)."""
         self._keep_in_progress()
         root = self.saver.root or "the dataset"
+        unacked = sum(1 for _, m in self._unacknowledged() if m.get("kind") == "frame")
+        failed = self._write_note()
+        kept = (f"the {unacked} frames it had not acknowledged are kept in the recorder's note {Path(root) / NOTE_DIR}"
+                if failed is None else f"the {unacked} frames it had not acknowledged are lost ({failed})")
         self._error(f"{reason}: recording stopped; {self.frames_kept} frames recorded, "
                     f"{self.saver.frames_received} taken by the saver, {self.saver.frames_committed} committed; what it took "
-                    f"stays in its spool: python scripts/recover_episodes.py {root} --include-partial")
+                    f"stays in its spool, {kept}; commit them with: python scripts/recover_episodes.py {root} --include-partial")
         self.outbox.clear()
         self.outbox_bytes = 0
         self.in_flight.clear()
@@ -386,6 +388,19 @@ class Recorder:
         self.phase = Phase.DONE
         self._log_summary()
         self._publish_status(self._clock_ns())
+
+    def _unacknowledged(self) -> list[tuple[object, dict]]:
+        return [(v, m) for _, _, v, m in self.in_flight] + [(v, m) for _, v, m, _ in self.outbox]
+
+    def _write_note(self) -> str | None:
+        """Hand what the saver has not acknowledged over on disk (stop_note.py); why it could not, or None."""
+        if not self.saver.root:
+            return "the saver never said where its dataset is"
+        try:
+            write_stop_note(self.saver.root, self._unacknowledged())
+        except OSError as exc:
+            return f"their note could not be written: {exc}"
+        return None
 
     def _keep_in_progress(self) -> None:
         """The session ends without `end`: the episode in progress still counts as recorded."""

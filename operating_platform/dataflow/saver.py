@@ -12,8 +12,9 @@ How the session ends decides what happens to an episode still open:
 `finish` (after the recorder's `end`): nothing is open; dora's STOP (Ctrl-C on
 `dora run`, `dora stop`): the episode in progress is saved, since the recorder
 cannot send anything after STOP; the recorder's stream closing mid-episode (it
-crashed): an error, the frames stay in the spool and the message names the
-command that commits them. Whatever recorded frame is not committed is an error.
+crashed, or gave up on this saver while it hung: then its note is taken first): an
+error, the frames stay in the spool and the message names the command that
+commits them. Whatever recorded frame is not committed is an error.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from operating_platform.dataset.writer import StorageStatus
 from operating_platform.saving import SaveQueueStatus
 
 from .messages import EpisodeLayout, EpisodeMsg, InOrder, MessageError, SaverStatus, decode_episode, encode_status
+from .note_replay import dataset_frame
 from .problems import ProblemLog
 from .settings import DEFAULTS, EnvSettings
 from .stop_note import clear_stop_note, take_stop_note
@@ -228,10 +230,8 @@ class Saver:
         if msg.frame_index < have:
             self.problems.report("duplicate frame", f"episode {msg.episode_index} frame {msg.frame_index} is already stored")
             return
-        frame = {fmt.STATE_KEY: msg.state, fmt.ACTION_KEY: msg.action}
-        frame.update({fmt.IMAGE_KEY_PREFIX + cam: img for cam, img in msg.images.items()})
         try:
-            self.ds.add_frame(frame, task=self.task)
+            self.ds.add_frame(dataset_frame(msg), task=self.task)
         except SpoolWriteError as exc:  # storage fault (issue 10): said once; `fatal` stops the recorder
             self.problems.counts["frame (storage fault)"] += 1
             if self.fatal is None:
@@ -288,8 +288,8 @@ class Saver:
             return
         self.draining = True
         self.finish_reason = reason
-        if reason == "stop":
-            self._take_stop_note()
+        if reason in ("stop", "closed"):  # closed: a hung saver woke to find the recorder gone, its note written
+            self._take_stop_note(reason, STOP_NOTE_WAIT_S if reason == "stop" else 0.0)
         self._handle_all(self.stream.give_up())  # what waited for a lost message is handled now
         self._settle_open_episode(reason)
         self._drain()
@@ -315,14 +315,16 @@ class Saver:
         self.errors.append(f"the recorder's stream ended ({reason}) in the middle of {what}: its frames stay in "
                            f"{buffer.path}; commit them with: {recover_command(self.ds.root)}")
 
-    def _take_stop_note(self) -> None:
-        """Messages the recorder sent before its STOP that dora dropped come from its note on disk."""
+    def _take_stop_note(self, reason: str, timeout_s: float) -> None:
+        """Messages the recorder sent that never reached this saver (dropped at STOP, or sent while it
+        hung) come from its note on disk."""
         if self.ds is None:
             return
-        messages = take_stop_note(self.ds.root, STOP_NOTE_WAIT_S)
+        messages = take_stop_note(self.ds.root, timeout_s)
         if messages is None:
-            self.errors.append(f"the recorder left no note of its unacknowledged messages within {STOP_NOTE_WAIT_S:g} s "
-                               "of STOP: whether every recorded frame arrived cannot be confirmed")
+            if reason == "stop":  # a recorder that crashed writes no note: its frames stop at what arrived
+                self.errors.append(f"the recorder left no note of its unacknowledged messages within {timeout_s:g} s "
+                                   "of STOP: whether every recorded frame arrived cannot be confirmed")
             return
         before = self.frames_received
         for value, metadata in sorted(messages, key=lambda m: m[1]["seq"]):
@@ -330,8 +332,8 @@ class Saver:
                 self.on_episode(value, metadata)
         self.frames_from_stop_note = self.frames_received - before
         if self.frames_from_stop_note:
-            self._say(f"[saver] stop: {self.frames_from_stop_note} frames dora dropped at STOP taken from the "
-                      "recorder's note")
+            self._say(f"[saver] {reason}: {self.frames_from_stop_note} frames the recorder could not hand over "
+                      "taken from its note")
 
     def _drain(self) -> None:
         if self.ds is None:

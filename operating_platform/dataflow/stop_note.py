@@ -1,13 +1,15 @@
-"""The recorder's hand-over at dora's STOP, passed through the dataset directory.
+"""The recorder's hand-over of what the saver has not acknowledged, passed through the dataset directory.
 
-dora's STOP ends every node's event stream at once (measured with dora 1.1): what
-the recorder sent after the saver's stream ended is dropped by the daemon
-(`dropping recorder/episode to saver: node has no daemon event stream`), and the
-two nodes can no longer talk. So at STOP the recorder writes every message of its
-episode stream the saver has not acknowledged into `.spool/recorder_stop/`, and
-the saver, before saving the episode in progress, replays the ones that never
-reached it. Nothing recorded is lost to the STOP race; what cannot be confirmed is
-named.
+Two moments need it. dora's STOP ends every node's event stream at once (measured
+with dora 1.1): what the recorder sent after the saver's stream ended is dropped by
+the daemon (`dropping recorder/episode to saver: node has no daemon event stream`).
+And a saver that dies or hangs never acknowledges what was in flight or still in the
+recorder's outbox. Either way the recorder writes every message of its episode
+stream the saver has not acknowledged into `.spool/recorder_stop/`. The saver
+replays the ones that never reached it, before settling the episode in progress (at
+STOP, or when it wakes to find the recorder gone); when the saver is dead,
+scripts/recover_episodes.py replays the note into the spooled partial episode
+(note_replay.py). Nothing recorded is lost; what cannot be confirmed is named.
 """
 
 from __future__ import annotations
@@ -40,21 +42,27 @@ def write_stop_note(root: Path | str, messages: list[tuple[object, dict]]) -> No
 
 def clear_stop_note(root: Path | str) -> None:
     shutil.rmtree(Path(root) / NOTE_DIR, ignore_errors=True)
-
-
-def take_stop_note(root: Path | str, timeout_s: float) -> list[tuple[pa.Array, dict]] | None:
-    """The recorder's unacknowledged messages, waiting up to `timeout_s` for its note (its STOP may come later)."""
-    folder = Path(root) / NOTE_DIR
-    deadline = time.monotonic() + timeout_s
-    while not (folder / NOTE_FILE).exists():
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(POLL_S)
-    messages = [(pa.array(np.fromfile(folder / f"{m['seq']}.bin", np.uint8)), m)
-                for m in json.loads((folder / NOTE_FILE).read_text())]
-    clear_stop_note(root)
     try:
         (Path(root) / NOTE_DIR).parent.rmdir()  # the spool, when nothing else waits there
     except OSError:
         pass
+
+
+def read_stop_note(root: Path | str) -> list[tuple[pa.Array, dict]] | None:
+    """The note's messages (value, metadata) in the order written; None when there is no note."""
+    folder = Path(root) / NOTE_DIR
+    if not (folder / NOTE_FILE).exists():
+        return None
+    return [(pa.array(np.fromfile(folder / f"{m['seq']}.bin", np.uint8)), m)
+            for m in json.loads((folder / NOTE_FILE).read_text())]
+
+
+def take_stop_note(root: Path | str, timeout_s: float) -> list[tuple[pa.Array, dict]] | None:
+    """The recorder's unacknowledged messages, waiting up to `timeout_s` for its note (its STOP may come later)."""
+    deadline = time.monotonic() + timeout_s
+    while (messages := read_stop_note(root)) is None:
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(POLL_S)
+    clear_stop_note(root)
     return messages

@@ -313,6 +313,32 @@ class LeRobotDataset:
             shutil.rmtree(self._staging(self.episode_buffer), ignore_errors=True)
             self.episode_buffer = None
 
+    def resume_partial_episode(self, path: Path) -> EpisodeBuffer:
+        """Make a partial episode left in the spool the current one again, so the frames that never
+        reached it can be appended (the recorder's note, dataflow/note_replay.py)."""
+        path = Path(path)
+        if self.episode_buffer is not None:
+            raise ValueError(f"resume_partial_episode: episode {self.episode_buffer.path} is being recorded")
+        if path not in self.partial_episodes:
+            raise ValueError(f"resume_partial_episode: {path} is not a partial episode of this dataset")
+        self.episode_buffer = load_spooled_episode(path)
+        self.partial_episodes.remove(path)
+        return self.episode_buffer
+
+    def set_aside_episode(self) -> Path | None:
+        """Leave the episode being recorded in the spool, partial (recover_episodes.py keeps or drops it)."""
+        buffer = self.episode_buffer
+        if buffer is None or buffer.num_frames == 0:
+            self.clear_episode_buffer()
+            return None
+        self.episode_buffer = None
+        buffer.abandon()
+        for enc in buffer.live_encoders.values():
+            enc.finish()
+        shutil.rmtree(self._staging(buffer), ignore_errors=True)
+        self.partial_episodes.append(buffer.path)
+        return buffer.path
+
     def end_episode(self) -> EpisodeBuffer:
         """Seal the current episode and take ownership of it (for AsyncEpisodeSaver.submit_episode)."""
         buffer = self.episode_buffer
