@@ -2,6 +2,8 @@
 sync pause, staleness, sequence gaps, malformed input, the saver's acknowledgements (credits,
 finish hand-over), liveness of the saver and the devices, frame size, timing."""
 
+from collections import deque
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -317,6 +319,42 @@ def test_a_dead_saver_stops_recording_at_once_with_one_error():
     assert "3 frames recorded, 3 taken by the saver, 0 committed" in rig.rec.errors[0]
     rig.step()
     assert [o for o, _, _ in rig.out[sent:]] == ["status"], "nothing more is sent to a saver that is gone"
+
+
+@pytest.mark.parametrize("how", ["exited", "hung"])
+def test_a_lost_saver_gets_what_it_had_not_acknowledged_in_the_recorders_note(tmp_path, how):
+    from operating_platform.dataflow.stop_note import take_stop_note
+
+    rig = Rig(episode_time_s=100, auto_ack=False, saver_window=3, saver_timeout_s=2)
+    for _ in range(5):
+        rig.step()
+    rig.saver_status(2, root=str(tmp_path), frames_received=1)  # begin, frame 0 taken; 1-2 in flight, 3-4 in the outbox
+    if how == "exited":
+        rig.rec.on_closed("saver_status")
+    else:
+        for _ in range(22):
+            rig.step()
+    assert rig.rec.done and len(rig.rec.errors) == 1
+    note = take_stop_note(tmp_path, timeout_s=0)
+    frames = [m["frame_index"] for _, m in note if m["kind"] == "frame"]
+    assert frames == list(range(1, rig.rec.frames_kept)), "every frame recorded and not acknowledged is in the note"
+    assert (f"{rig.rec.frames_kept} frames recorded, 1 taken by the saver, 0 committed; what it took stays in its spool, "
+            f"the {len(frames)} frames it had not acknowledged are kept in the recorder's note {tmp_path / '.spool/recorder_stop'}; "
+            f"commit them with: python scripts/recover_episodes.py {tmp_path} --include-partial") in rig.rec.errors[0]
+    assert rig.rec.outbox == deque() and rig.rec.in_flight == deque()
+
+
+def test_a_lost_saver_whose_note_cannot_be_written_names_the_frames_lost(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    rig = Rig(episode_time_s=100, auto_ack=False, saver_window=3)
+    for _ in range(5):
+        rig.step()
+    rig.saver_status(2, root=str(tmp_path / "file"), frames_received=1)
+    rig.rec.on_closed("saver_status")
+    [error] = rig.rec.errors
+    assert "5 frames recorded, 1 taken by the saver" in error
+    assert "the 4 frames it had not acknowledged are lost (their note could not be written: " in error
+    assert f"python scripts/recover_episodes.py {tmp_path / 'file'} --include-partial" in error
 
 
 def test_a_silent_saver_is_hung_after_saver_timeout():
