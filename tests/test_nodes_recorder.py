@@ -419,8 +419,9 @@ def test_dora_stop_hands_what_the_saver_has_not_acknowledged_over_on_disk(tmp_pa
     assert rig.rec.done and rig.rec.errors == [] and len(rig.episode_stream()) == sent, "nothing sent after STOP"
     assert rig.rec.frames_kept == 5, "the episode in progress counts as recorded: the saver saves it on STOP"
     note = take_stop_note(tmp_path, timeout_s=1)
-    assert [m["seq"] for _, m in note] == [3, 4, 5, 6] and [m["frame_index"] for _, m in note] == [1, 2, 3, 4]
-    assert decode_episode(*note[0]).images["top"].shape == (4, 6, 3)
+    assert [m["seq"] for _, m in note] == [1, 3, 4, 5, 6], "the episode's begin (its task) and what was not acknowledged"
+    assert [m.get("frame_index") for _, m in note] == [None, 1, 2, 3, 4] and note[0][1]["task"] == rig.rec.config.task
+    assert decode_episode(*note[1]).images["top"].shape == (4, 6, 3)
 
 
 # ---------------------------------------------------------------- frame size, timing, stream contract

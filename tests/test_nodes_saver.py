@@ -332,7 +332,7 @@ def die(s):
     s.saver.ds.close()
 
 
-@pytest.mark.parametrize("case", ["mid-episode", "begun", "end-first", "discard"])
+@pytest.mark.parametrize("case", ["mid-episode", "begun", "end-first", "none-spooled", "discard"])
 def test_recovery_replays_a_dead_savers_note_into_its_partial_episode(tmp_path, case):
     root = tmp_path / "ds"
     s = Stream(root, use_async=False)
@@ -351,6 +351,10 @@ def test_recovery_replays_a_dead_savers_note_into_its_partial_episode(tmp_path, 
         s.frames(1, 3)
         note = s.captured(lambda: (s.control("end", 1), s.control("begin", 2), s.frames(2, 2)))
         expected = {1: [0, 1, 2], 2: [0, 1]}
+    elif case == "none-spooled":  # took (and acknowledged) the begin of episode 1, none of its frames
+        begin = s.captured(lambda: s.control("begin", 1))
+        s.deliver(begin)
+        note, expected = begin + s.captured(lambda: s.frames(1, 4)), {1: [0, 1, 2, 3]}
     else:  # took frames 0-2 of episode 1, which the recorder then discarded and recorded again
         s.control("begin", 1)
         s.frames(1, 3)

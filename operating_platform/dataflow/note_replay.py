@@ -92,15 +92,16 @@ class _Replay:
             self.episode = None
 
     def _frame(self, msg: EpisodeMsg, stamp_ns: int) -> None:
-        if self.begun:  # the first frame after `begin`: a spool created after it was sampled is this episode's
-            self.begun = False
-            if self.partial is not None and read_created_ns(self.partial) >= stamp_ns:
+        if self.begun:  # the first frame after `begin`: the saver's partial spool holds the frames before it,
+            self.begun = False  # or, for frame 0, was created after it was sampled
+            if self.partial is not None and (msg.frame_index > 0 or read_created_ns(self.partial) >= stamp_ns):
                 self._resume_partial()
         buffer = self.ds.episode_buffer
         have = buffer.num_frames if buffer is not None else 0
         if msg.frame_index < have:
             self.held += 1
-        elif msg.frame_index > have:  # frames before it are missing: appending would misnumber the episode
+        elif msg.frame_index > have or not self.task:  # frames before it are missing (appending would misnumber
+            # the episode), or its task is unknown (a note without the episode's `begin`)
             self.unplaced[msg.episode_index] += 1
         else:
             self.ds.add_frame(dataset_frame(msg), task=self.task)

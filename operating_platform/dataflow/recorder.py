@@ -198,6 +198,7 @@ class Recorder:
         self._finish_seq = 0
         self._end_trigger_ns = 0
         self._finish_after_save = False
+        self._begin: tuple[object, dict] | None = None  # the latest episode's `begin` (its task, for the note)
         self.required_inputs = ["leader", "follower"] + [CAMERA_INPUT_PREFIX + c for c in config.cameras]
 
     @property
@@ -390,7 +391,13 @@ class Recorder:
         self._publish_status(self._clock_ns())
 
     def _unacknowledged(self) -> list[tuple[object, dict]]:
-        return [(v, m) for _, _, v, m in self.in_flight] + [(v, m) for _, v, m, _ in self.outbox]
+        """What the saver has not acknowledged; frames of an episode whose `begin` it did are preceded by that
+        `begin` again (their task, should the saver have spooled none of them)."""
+        pending = [(v, m) for _, _, v, m in self.in_flight] + [(v, m) for _, v, m, _ in self.outbox]
+        first = pending[0][1] if pending else {}
+        if first.get("kind") == "frame" and self._begin is not None and first["seq"] > self._begin[1]["seq"]:
+            pending.insert(0, self._begin)
+        return pending
 
     def _write_note(self) -> str | None:
         """Hand what the saver has not acknowledged over on disk (stop_note.py); why it could not, or None."""
@@ -435,7 +442,8 @@ class Recorder:
         self.next_sample_ns = now
         self.staleness = {}
         self.clock = EpisodeClock(self.config.fps)
-        self._send(*encode_episode_control("begin", self._next_seq(), self.episode, self.config.task, self.layout))
+        self._begin = encode_episode_control("begin", self._next_seq(), self.episode, self.config.task, self.layout)
+        self._send(*self._begin)
         logger.info("[recorder] episode %d recording (%d frames)", self.episode, self.config.episode_frames)
         self._publish_status(now)
 
