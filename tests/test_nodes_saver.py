@@ -383,3 +383,22 @@ def test_recovery_names_the_frames_of_a_note_that_join_no_spooled_episode(tmp_pa
     out = recover(root)
     assert "✗ 2 frames of episode 0 in the note have no spooled episode to join" in out
     assert states(root, 0) == [0, 1]
+
+
+def test_a_note_an_earlier_session_left_joins_that_sessions_episode_before_recording_resumes(tmp_path):
+    root = tmp_path / "ds"
+    earlier = Stream(root, use_async=False)
+    earlier.episode(0, 3)
+    earlier.control("begin", 1)
+    sent = earlier.captured(lambda: (earlier.frames(1, 4), earlier.control("end", 1)))
+    earlier.deliver(sent[:2])
+    die(earlier)
+    write_stop_note(root, sent[1:])
+    s = Stream(root)
+    s.episode(0, 2)
+    s.control("finish", 1)
+    info = json.loads((root / "meta/info.json").read_text())
+    assert info["total_episodes"] == 3 and info["total_frames"] == 9 and s.saver.errors == []
+    assert s.saver.status().frames_committed == 2, "this session's count is its own"
+    assert states(root, 1) == [0, 1, 2, 3] and states(root, 2) == [0, 1]
+    assert any("an earlier session's note: episode 1: ended in the note; committed as episode 1" in line for line in s.said)

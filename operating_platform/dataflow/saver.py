@@ -32,10 +32,10 @@ from operating_platform.dataset.writer import StorageStatus
 from operating_platform.saving import SaveQueueStatus
 
 from .messages import EpisodeLayout, EpisodeMsg, InOrder, MessageError, SaverStatus, decode_episode, encode_status
-from .note_replay import dataset_frame
+from .note_replay import dataset_frame, replay_note
 from .problems import ProblemLog
 from .settings import DEFAULTS, EnvSettings
-from .stop_note import clear_stop_note, take_stop_note
+from .stop_note import take_stop_note
 from .summary import recover_command, saver_lines, waiting_line
 from .timing import EpisodeTiming, append_timing
 
@@ -204,7 +204,8 @@ class Saver:
                 self._say(f"[saver] ✗ {self.fatal}")
                 return
             self.layout = msg.layout
-            clear_stop_note(self.ds.root)  # a note left by an earlier session says nothing about this one
+            if not self._replay_earlier_note():
+                return
             self.frames_at_open = self.ds.num_frames
             self.episodes_at_open = self.ds.num_episodes
             self._say(f"[saver] recording into {self.ds.root} ({self.ds.num_episodes} episodes already there)")
@@ -218,6 +219,21 @@ class Saver:
             self.ds.clear_episode_buffer()
         self.episode = msg.episode_index
         self.task = msg.task
+
+    def _replay_earlier_note(self) -> bool:
+        """A note an earlier session's recorder left (its saver died) joins that session's episodes before
+        this one starts, so this session's STOP never takes it for its own; False (fatal) if it cannot."""
+        try:
+            lines = replay_note(self.ds)
+            self.ds.wait_for_save_completion(timeout=self.drain_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the note stays for recover_episodes.py; nothing is recorded over it
+            self.fatal = (f"the note an earlier session's recorder left in {self.ds.root} cannot be replayed ({exc}); "
+                          f"commit it first with: {recover_command(self.ds.root)}")
+            self._say(f"[saver] ✗ {self.fatal}")
+            return False
+        for line in lines:
+            self._say(f"[saver] {'✗' if line.startswith('✗') else '⚠'} an earlier session's note: {line.lstrip('✗ ')}")
+        return True
 
     def _on_frame(self, msg: EpisodeMsg) -> None:
         if self.ds is None or msg.episode_index != self.episode:
