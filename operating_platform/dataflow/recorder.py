@@ -12,8 +12,9 @@ Nothing lost (DESIGN.md): the saver acknowledges what it took (`handled_seq` on
 its status). At most `saver_window` messages (and `saver_window_mb`) are in
 flight (dora's backpressure queue drops past its cap, max(10 x queue_size, 100));
 the rest wait in a bounded outbox, and when that is full sampling pauses with a
-warning. What is in flight at dora's STOP reaches the saver; what waits in the
-outbox cannot, and is named. The recorder never exits before
+warning. What the saver has not acknowledged when dora STOPs, or when the saver
+dies or goes silent, is written to the recorder's note on disk (stop_note.py).
+The recorder never exits before
 the saver acknowledged `finish` (a node's unsent outputs are dropped when it
 exits), then compares frames recorded with the saver's committed count. A saver
 that dies or goes silent, or a camera/arm that closes or goes silent, ends the
@@ -28,8 +29,8 @@ import logging
 import os
 import time
 from collections import deque
-from pathlib import Path
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 from operating_platform.hardware.base import SO101_JOINT_NAMES

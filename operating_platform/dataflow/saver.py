@@ -109,7 +109,7 @@ class Saver:
         self.frames_discarded = 0  # frames of re-recorded (or abandoned) episodes: not meant to be committed
         self.frames_partial = 0  # frames left in the spool of an episode the recorder never ended
         self.frames_failed = 0  # frames of episodes whose synchronous save failed (they stay in the spool)
-        self.frames_from_stop_note = 0  # frames dora dropped at STOP, taken from the recorder's note instead
+        self.frames_from_stop_note = 0  # frames that never reached this saver (STOP, or it hung), taken from the note
         self.episodes_queued = 0
         self.episodes_discarded = 0
         self.episodes_at_open = 0
