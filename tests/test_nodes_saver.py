@@ -31,8 +31,8 @@ LAYOUT = EpisodeLayout(list(SO101_JOINT_NAMES), {"top": (64, 96)})
 class Stream:
     """Feeds a Saver the way the recorder would, numbering every message."""
 
-    def __init__(self, root, use_async=True, resume=True, layout=LAYOUT):
-        self.config = SaverConfig(root=str(root), use_async_save=use_async, resume=resume, vcodec="libx264")
+    def __init__(self, root, use_async=True, resume=True, layout=LAYOUT, **config):
+        self.config = SaverConfig(root=str(root), use_async_save=use_async, resume=resume, vcodec="libx264", **config)
         self.status_out, self.said = [], []
         self.saver = Saver(self.config.open_dataset, lambda o, v, m: self.status_out.append(decode_status(v, SaverStatus)),
                            say=self.said.append)
@@ -332,10 +332,11 @@ def die(s):
     s.saver.ds.close()
 
 
+@pytest.mark.parametrize("version", ["v2.1", "v3.0"])
 @pytest.mark.parametrize("case", ["mid-episode", "begun", "end-first", "none-spooled", "discard"])
-def test_recovery_replays_a_dead_savers_note_into_its_partial_episode(tmp_path, case):
+def test_recovery_replays_a_dead_savers_note_into_its_partial_episode(tmp_path, case, version):
     root = tmp_path / "ds"
-    s = Stream(root, use_async=False)
+    s = Stream(root, use_async=False, dataset_version=version)
     s.episode(0, 3)
     if case == "mid-episode":  # took frames 0-2 of episode 1, acknowledged 0 only
         s.control("begin", 1)
@@ -365,11 +366,11 @@ def test_recovery_replays_a_dead_savers_note_into_its_partial_episode(tmp_path, 
     write_stop_note(root, note)
     out = recover(root)
     info = json.loads((root / "meta/info.json").read_text())
-    assert info["total_episodes"] == 1 + len(expected), out
+    assert info["codebase_version"] == version and info["total_episodes"] == 1 + len(expected), out
     assert info["total_frames"] == 3 + sum(map(len, expected.values())), out
     for episode, frames in expected.items():
         assert states(root, episode) == frames
-    assert "✗" not in out and not (root / ".spool").exists()
+    assert "✗" not in out and not (root / ".spool").exists() and not (root / ".episodes/.spool").exists()
 
 
 def test_recovery_names_the_frames_of_a_note_that_join_no_spooled_episode(tmp_path):
