@@ -287,8 +287,8 @@ def test_each_saved_episode_timing_is_kept_beside_the_dataset(tmp_path):
 REPO = Path(__file__).resolve().parents[1]
 
 
-def recover(root):
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "recover_episodes.py"), str(root), "--include-partial",
+def recover(root, how="--include-partial"):
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "recover_episodes.py"), str(root), how,
                           "--vcodec", "libx264"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -403,3 +403,17 @@ def test_a_note_an_earlier_session_left_joins_that_sessions_episode_before_recor
     assert s.saver.status().frames_committed == 2, "this session's count is its own"
     assert states(root, 1) == [0, 1, 2, 3] and states(root, 2) == [0, 1]
     assert any("an earlier session's note: episode 1: ended in the note; committed as episode 1" in line for line in s.said)
+
+
+def test_recovery_without_include_partial_names_the_note_and_discard_partial_deletes_it(tmp_path):
+    root = tmp_path / "ds"
+    s = Stream(root, use_async=False)
+    s.control("begin", 0)
+    sent = s.captured(lambda: s.frames(0, 4))
+    s.deliver(sent[:2])
+    die(s)
+    write_stop_note(root, sent[1:])
+    assert "holds 3 frames the saver never acknowledged; --include-partial adds them" in recover(root, "--vcodec=libx264")
+    assert (root / ".spool/recorder_stop/note.json").exists()
+    assert "deleted the recorder's note (3 frames the saver never acknowledged)" in recover(root, "--discard-partial")
+    assert not (root / ".spool").exists()
