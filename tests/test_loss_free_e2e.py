@@ -132,6 +132,16 @@ def node_pid(workdir: Path, script: str, env_entry: str | None = None) -> int:
     raise AssertionError(f"no process runs {script} for {workdir}")
 
 
+def recover_and_validate(workdir: Path, figures: str) -> dict:
+    """The recover command the error names, then the validator; the dataset's info (its figures printed)."""
+    recovery = subprocess.run([sys.executable, str(REPO / "scripts" / "recover_episodes.py"), str(workdir / ROOT),
+                               "--include-partial"], capture_output=True, text=True, timeout=120)
+    assert recovery.returncode == 0, recovery.stdout + recovery.stderr
+    info = assert_valid(workdir / ROOT)
+    print(f"FIGURES {figures}, committed after recovery {info['total_frames']}")
+    return info
+
+
 def committed(out: str) -> tuple[int, int]:
     """(frames the saver received, frames it committed) from its summary line."""
     received, done = SAVER_LINE.findall(out)[-1]
@@ -198,12 +208,7 @@ def test_a_killed_saver_stops_the_session_at_once_with_one_error(workdir, start)
     recorded, taken = map(int, re.search(r"(\d+) frames recorded, (\d+) taken by the saver", error).groups())
     assert error.startswith("the saver exited") and f"recover_episodes.py {workdir / ROOT} --include-partial" in error
     assert "Queued episode 1" not in run.out, "no episode is 'saved' after the saver died"
-    recovery = subprocess.run([sys.executable, str(REPO / "scripts" / "recover_episodes.py"), str(workdir / ROOT),
-                               "--include-partial"], capture_output=True, text=True, timeout=120)
-    assert recovery.returncode == 0, recovery.stdout + recovery.stderr
-    info = assert_valid(workdir / ROOT)
-    print(f"FIGURES killed saver: recorded {recorded}, taken by the saver {taken}, committed after recovery "
-          f"{info['total_frames']}")
+    info = recover_and_validate(workdir, f"killed saver: recorded {recorded}, taken by the saver {taken}")
     assert info["total_frames"] == recorded, "what the saver took and the recorder's note are recovered: every frame"
 
 
@@ -305,12 +310,7 @@ def test_a_hung_saver_stops_recording_after_saver_timeout(workdir, start):
     assert re.search(r"\[saver\] ✗ the recorder's stream ended \(closed\) in the middle of episode 0 in progress "
                      r"\(\d+ frames\).*recover_episodes.py " + re.escape(f"{workdir / ROOT} --include-partial"), run.out), run.out[-4000:]
     recorded, taken = map(int, re.search(r"(\d+) frames recorded, (\d+) taken by the saver", min(errors)).groups())
-    recovery = subprocess.run([sys.executable, str(REPO / "scripts" / "recover_episodes.py"), str(workdir / ROOT),
-                               "--include-partial"], capture_output=True, text=True, timeout=120)
-    assert recovery.returncode == 0, recovery.stdout + recovery.stderr
-    info = assert_valid(workdir / ROOT)
-    print(f"FIGURES hung saver: recorded {recorded}, taken by the saver {taken}, committed after recovery "
-          f"{info['total_frames']}")
+    info = recover_and_validate(workdir, f"hung saver: recorded {recorded}, taken by the saver {taken}")
     assert info["total_frames"] == recorded, "the woken saver took the recorder's note: every frame is recovered"
 
 
@@ -324,10 +324,8 @@ def test_a_killed_recorder_leaves_the_episode_recoverable_and_the_saver_names_th
                         r"\((\d+) frames\)", run.out)
     assert code != 0 and partial, run.out[-4000:]
     assert f"python scripts/recover_episodes.py {workdir / ROOT} --include-partial" in run.out
-    recovery = subprocess.run([sys.executable, str(REPO / "scripts" / "recover_episodes.py"), str(workdir / ROOT),
-                               "--include-partial"], capture_output=True, text=True, timeout=120)
-    assert recovery.returncode == 0, recovery.stdout + recovery.stderr
-    assert assert_valid(workdir / ROOT)["total_frames"] == int(partial.group(1))
+    info = recover_and_validate(workdir, f"killed recorder: the saver spooled {partial.group(1)}")
+    assert info["total_frames"] == int(partial.group(1))
 
 
 def test_the_console_exits_non_zero_naming_the_loss_when_the_saver_dies(workdir):
