@@ -18,7 +18,7 @@ from operating_platform.dataset.spool import SPOOL_META
 
 from .messages import EpisodeMsg, MessageError, decode_episode
 from .stop_note import clear_stop_note, read_stop_note
-from .timing import EpisodeTiming, append_timing
+from .timing import EpisodeTiming, record_timing
 
 
 def dataset_frame(msg: EpisodeMsg) -> dict:
@@ -113,9 +113,8 @@ class _Replay:
             return  # nothing of it waits here: the saver had saved it
         frames = buffer.num_frames
         index = self.ds.save_episode()
-        timing = EpisodeTiming.from_metadata(msg.timing)
-        if timing is not None:
-            append_timing(self.ds.root, index, timing)
+        if warning := record_timing(self.ds.root, index, EpisodeTiming.from_metadata(msg.timing)):
+            self.lines.append(warning)
         self.lines.append(f"episode {msg.episode_index}: ended in the note; committed as episode {index} ({frames} frames)")
 
     def _resume_partial(self) -> None:

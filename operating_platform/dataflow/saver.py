@@ -37,7 +37,7 @@ from .problems import ProblemLog
 from .settings import DEFAULTS, EnvSettings
 from .stop_note import take_stop_note
 from .summary import recover_command, saver_lines, waiting_line
-from .timing import EpisodeTiming, append_timing
+from .timing import EpisodeTiming, record_timing
 
 Emit = Callable[[str, object, dict], None]
 STATUS_INTERVAL_NS = 250_000_000
@@ -277,11 +277,8 @@ class Saver:
             self._say(f"[saver] ✗ save failed: {self.last_error}")
             return
         self.episodes_queued += 1
-        if timing is not None:
-            try:
-                append_timing(self.ds.root, index, timing)
-            except OSError as exc:  # the episode itself is queued: only its timing row is missing
-                self._say(f"[saver] ⚠ episode {index}: its timing row was not written ({exc})")
+        if warning := record_timing(self.ds.root, index, timing):
+            self._say(f"[saver] ⚠ {warning}")
         self._say(f"[AsyncEpisodeSaver] ✓ Queued episode {index}" if self.ds.async_saver is not None
                   else f"[saver] ✓ Saved episode {index}")
 

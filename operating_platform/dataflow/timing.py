@@ -81,6 +81,20 @@ def append_timing(root: Path, episode_index: int, timing: EpisodeTiming) -> None
         f.write(json.dumps({"episode_index": episode_index, **timing.to_metadata()}) + "\n")
 
 
+def record_timing(root: Path, episode_index: int, timing: EpisodeTiming | None) -> str | None:
+    """Append the episode's timing row, if it has one; a warning text when it cannot be written.
+
+    The episode itself is saved either way: a missing timing row never costs its frames.
+    """
+    if timing is None:
+        return None
+    try:
+        append_timing(root, episode_index, timing)
+    except OSError as exc:
+        return f"episode {episode_index}: its timing row was not written ({exc})"
+    return None
+
+
 def read_timing(root: Path) -> dict[int, dict]:
     path = Path(root) / TIMING_FILE
     if not path.exists():
